@@ -1,0 +1,135 @@
+"""What every model in the zoo shares: a JSON-round-tripping config, Keras networks built from code, and
+weights files saved atomically and loaded with `load_weights` (never a deserialized model)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+@dataclasses.dataclass
+class Config:
+    """A small dataclass that round-trips through JSON (tuples come back as tuples)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(fields)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class ZooModel:
+    """One model of the zoo: its networks, how to train them, how to score them, and its inference API.
+
+    Subclasses set `config_class`, build their Keras networks in `build`, and return from `parts` the
+    networks whose weights are saved (one file each).
+    """
+
+    config_class: ClassVar[type[Config]]
+    key_metric: ClassVar[str] = "test_loss"
+    higher_is_better: ClassVar[bool] = False
+
+    def __init__(self, config: Config | None = None, dataset: str = "mnist"):
+        self.config = config if config is not None else self.config_class()
+        self.dataset = dataset
+        self.lock = threading.RLock()  # Keras models are shared across Streamlit sessions
+        self.build()
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def parts(self) -> dict[str, keras.Model]:
+        """Networks saved to separate weights files, keyed by a short part name ('' for a single file)."""
+        raise NotImplementedError
+
+    def compile(self, learning_rate: float) -> keras.Model:
+        """Compile and return the Keras model that `fit` trains."""
+        raise NotImplementedError
+
+    def train_dataset(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
+    # --- weights ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def weights_filename(stem: str, part: str) -> str:
+        return f"{stem}.{part}.weights.h5" if part else f"{stem}.weights.h5"
+
+    def save_weights(self, folder: Path, stem: str) -> dict[str, Path]:
+        """Write every part atomically (temp file in the same folder, then os.replace)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for part, network in self.parts().items():
+            final = folder / self.weights_filename(stem, part)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{final.name}.", suffix=".tmp.weights.h5")
+            os.close(fd)
+            try:
+                network.save_weights(tmp, overwrite=True)
+                os.replace(tmp, final)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            written[part] = final
+        return written
+
+    def load_weights(self, files: dict[str, Path]) -> None:
+        for part, network in self.parts().items():
+            network.load_weights(files[part])
+
+
+def as_images(images: np.ndarray) -> np.ndarray:
+    """Validate and convert to float32 (N, 28, 28) in [0, 1]; a single (28, 28) image becomes a batch of one."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.shape == (28, 28):
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (28, 28):
+        raise ValueError(f"expected images of shape (N, 28, 28), got {arr.shape}")
+    return np.clip(np.nan_to_num(arr), 0.0, 1.0)
+
+
+def to_float(x_uint8: np.ndarray) -> np.ndarray:
+    return x_uint8.astype(np.float32) / 255.0
+
+
+def shift_augment(images: tf.Tensor, seed: tf.Tensor, max_shift: int) -> tf.Tensor:
+    """Shift one (28, 28) image by up to `max_shift` pixels each way, deterministically from `seed`."""
+    if max_shift <= 0:
+        return images
+    padded = tf.pad(images, [[max_shift, max_shift], [max_shift, max_shift]])
+    return tf.image.stateless_random_crop(padded, [28, 28], seed=seed)
+
+
+def image_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, max_shift: int,
+                   arrange=lambda image, label: (image, label)) -> tf.data.Dataset:
+    """Shuffled, shift-augmented batches; `arrange(image, label)` maps to the (inputs, targets) a model wants."""
+    ds = tf.data.Dataset.from_tensor_slices((to_float(x), y.astype(np.int32)))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
+    ds = ds.map(lambda pair, s: arrange(shift_augment(pair[0], s, max_shift), pair[1]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_batches(fn, x: np.ndarray, batch_size: int = 1000) -> list[np.ndarray]:
+    """Run `fn` (numpy batch → tuple of arrays) over `x` in batches and concatenate each output."""
+    outs = [fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return [np.concatenate(parts) for parts in zip(*outs, strict=False)]

@@ -1,0 +1,123 @@
+"""`python -m mnist_models fetch-data | train | evaluate | bench | list`: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import data
+
+
+def _fetch(args) -> int:
+    names = data.DATASETS if args.dataset == "all" else (args.dataset,)
+    for name in names:
+        if args.force:
+            data.clear_cache(name)
+        started = time.perf_counter()
+        (x_train, _), (x_test, _) = data.load_dataset(name, progress=lambda m: print(f"  {m}", flush=True))
+        print(f"{name}: {len(x_train)} train + {len(x_test)} test images ready in "
+              f"{time.perf_counter() - started:.2f} s ({data.cache_path(name)})", flush=True)
+    return 0
+
+
+def _train(args) -> int:
+    from . import registry, training
+
+    settings = training.TrainSettings(
+        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, train_size=args.train_size, seed=args.seed,
+    ).resolved()
+    out = Path(args.out) if args.out else registry.WEIGHTS_DIR
+    n_train = args.train_size or 60000
+    progress = training.TerminalProgress(training.steps_per_epoch(settings, n_train), settings.epochs)
+    print(f"Training {settings.model} on {settings.dataset}: {settings.to_dict()}", flush=True)
+    result = training.train(settings, out_dir=out, callbacks=[progress])
+    print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
+                      "epochs_completed": result.epochs_completed,
+                      "files": [str(p) for p in result.files.values()]}, indent=2))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from . import registry
+
+    model = registry.load_from(Path(args.weights) if args.weights else registry.WEIGHTS_DIR,
+                               args.model, args.dataset)
+    (_, _), (x_test, y_test) = data.load_dataset(args.dataset)
+    started = time.perf_counter()
+    metrics = model.evaluate(x_test, y_test)
+    metrics["evaluate_seconds"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(metrics, indent=None if args.json else 2))
+    return 0
+
+
+def _bench(args) -> int:
+    from . import bench
+
+    return bench.run(args.what, args)
+
+
+def _list(args) -> int:
+    from . import registry
+
+    manifest = registry.read_manifest()
+    for name, spec in registry.SPECS.items():
+        for dataset in spec.datasets:
+            entry = manifest.get(registry.stem(name, dataset))
+            shipped = json.dumps(entry["metrics"]) if entry else "not trained yet"
+            print(f"{name:12s} {dataset:8s} {spec.title:32s} {shipped}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from .registry import SPECS
+
+    p = argparse.ArgumentParser(prog="python -m mnist_models", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fetch-data", help="download and cache the datasets (offline sources, sha256-checked)")
+    f.add_argument("--dataset", choices=[*data.DATASETS, "all"], default="mnist")
+    f.add_argument("--force", action="store_true", help="rebuild the cache even if present")
+    f.set_defaults(func=_fetch)
+
+    t = sub.add_parser("train", help="train a model and write its weights + manifest entry")
+    t.add_argument("model", choices=list(SPECS))
+    t.add_argument("--dataset", choices=data.DATASETS, default="mnist")
+    t.add_argument("--epochs", type=int, default=0, help="0: the model's default")
+    t.add_argument("--batch-size", type=int, default=0, help="0: the model's default")
+    t.add_argument("--lr", type=float, default=0.0, help="0: the model's default")
+    t.add_argument("--train-size", type=int, default=0, help="use a random subset of this size (0: all)")
+    t.add_argument("--seed", type=int, default=1234)
+    t.add_argument("--out", help="weights folder (default: weights/)")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="score the shipped weights on the full test set")
+    e.add_argument("model", choices=list(SPECS))
+    e.add_argument("--dataset", choices=data.DATASETS, default="mnist")
+    e.add_argument("--weights", help="weights folder (default: weights/)")
+    e.add_argument("--json", action="store_true", help="one JSON object on one line")
+    e.set_defaults(func=_evaluate)
+
+    b = sub.add_parser("bench", help="print performance figures")
+    b.add_argument("what", choices=["capsnet", "inference"])
+    b.add_argument("--batches", type=int, default=20)
+    b.add_argument("--repeats", type=int, default=200)
+    b.set_defaults(func=_bench)
+
+    sub.add_parser("list", help="the zoo and its shipped metrics").set_defaults(func=_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (data.DataUnavailableError, ValueError, FloatingPointError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # WeightsError and friends: already say what to do
+        print(f"error: {err}", file=sys.stderr)
+        return 2

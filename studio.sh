@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One entry point for people and CI.
+#   ./studio.sh app    set up (venv, pinned deps, datasets) and start the app
+#   ./studio.sh test   set up (the same, plus Debian chromium) and run ruff and the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+
+say() { printf '\n==> %s\n' "$*"; }
+
+setup() {
+  local requirements=$1
+  if [ ! -x "$PY" ]; then
+    say "creating $VENV (python3 -m venv)"
+    python3 -m venv "$VENV"
+  fi
+  local stamp="$VENV/.installed-$(sha256sum "$requirements" requirements.txt | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    say "installing pinned packages from $requirements"
+    "$PY" -m pip install --disable-pip-version-check -q -r "$requirements"
+    touch "$stamp"
+  fi
+  say "datasets (offline sources, sha256-checked; instant once cached)"
+  "$PY" -m mnist_models fetch-data --dataset all
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian chromium for the real-browser tests"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
+case "${1:-}" in
+  app)
+    setup requirements.txt
+    say "starting the studio on http://localhost:${PORT:-8501}"
+    exec "$PY" -m streamlit run app.py --server.port "${PORT:-8501}"
+    ;;
+  test)
+    setup requirements-dev.txt
+    ensure_chromium
+    say "ruff"
+    "$VENV/bin/ruff" check .
+    say "pytest"
+    exec "$PY" -m pytest "${@:2}"
+    ;;
+  *)
+    echo "usage: $0 app | test [pytest args]" >&2
+    exit 2
+    ;;
+esac
