@@ -1,0 +1,68 @@
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_models import registry
+from mnist_models.classifiers import CNNConfig
+from mnist_models.training import TrainSettings, train
+
+TINY = CNNConfig(filters=(4, 8), convs_per_block=(1, 1), dense_units=16).to_dict()
+
+
+class Recorder(keras.callbacks.Callback):
+    """Records batch losses; sets `stop_event` after `stop_after` batches, as the Stop button does."""
+
+    def __init__(self, stop_event=None, stop_after=None):
+        super().__init__()
+        self.stop_event, self.stop_after = stop_event, stop_after
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(float(logs["loss"]))
+        if self.stop_event is not None and len(self.batches) == self.stop_after:
+            self.stop_event.set()
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Turns the weights to NaN after the first batch, as a diverged run does."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        for weight in self.model.trainable_weights:
+            weight.assign(weight * float("nan"))
+
+
+def test_stop_event_ends_mid_epoch_and_keeps_what_was_learned(tmp_path):
+    stop = threading.Event()
+    recorder = Recorder(stop, stop_after=3)
+    result = train(TrainSettings(model="cnn", epochs=3, train_size=2000, batch_size=50), out_dir=tmp_path,
+                   callbacks=[recorder], stop_event=stop, config=TINY)
+    assert result.stopped and len(recorder.batches) == 3  # 40 batches per epoch: stopped in the first
+    entry = registry.read_manifest(tmp_path)["cnn-mnist"]
+    assert entry["stopped_early"] is True
+    assert registry.load_from(tmp_path, "cnn").classify(np.zeros((1, 28, 28))).shape == (1, 10)
+
+
+def test_diverging_run_is_not_saved(tmp_path):
+    with pytest.raises(FloatingPointError, match="nothing was saved"):
+        train(TrainSettings(model="cnn", epochs=1, train_size=500, batch_size=50, learning_rate=1.0),
+              out_dir=tmp_path, config=TINY, callbacks=[PoisonWeights()])
+    assert not (tmp_path / "cnn-mnist.weights.h5").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": -1}, "epochs"),
+    ({"batch_size": -5}, "batch size"),
+    ({"learning_rate": 1e9}, "learning rate"),
+    ({"learning_rate": float("nan")}, "learning rate"),
+    ({"dataset": "cifar"}, "trains on"),
+])
+def test_absurd_settings_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSettings(model="cnn", **change).resolved()
+
+
+def test_settings_round_trip():
+    settings = TrainSettings(model="capsnet", epochs=3).resolved()
+    assert TrainSettings.from_dict(settings.to_dict()) == settings
