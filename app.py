@@ -1,11 +1,32 @@
-"""MNIST Studio: the page list and the shared sidebar. Pages live in pages/ and call mnist_models."""
+"""MNIST Studio: the page list. Pages live in app_pages/ and call mnist_models.
+
+Not in pages/: that folder name switches on Streamlit's old automatic page list, which breaks direct links
+(e.g. /draw) under st.navigation.
+"""
 
 import streamlit as st
 
-st.set_page_config(page_title="MNIST Studio", page_icon="✏️", layout="wide")
+from mnist_models import jobs
+
+st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/draw.py", title="Draw & classify", icon=":material/draw:"),
+    st.Page("app_pages/autoencoders.py", title="Autoencoders & denoising", icon=":material/blur_on:"),
+    st.Page("app_pages/robustness.py", title="Robustness lab", icon=":material/rotate_right:"),
+    st.Page("app_pages/latent.py", title="Latent explorer", icon=":material/explore:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/zoo.py", title="Model zoo", icon=":material/table_view:"),
 ]
+
+
+@st.cache_resource
+def _startup() -> list:
+    """Once per server process: remove what a killed save left behind."""
+    return jobs.clean_orphans_at_startup()
+
+
+_startup()
 
 st.navigation(PAGES).run()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,7 +55,7 @@ class ZooModel:
         raise NotImplementedError
 
     def parts(self) -> dict[str, keras.Model]:
-        """Networks saved to separate weights files, keyed by a short part name ('' for a single file)."""
+        """Networks saved to separate weights files, keyed by a short part name ("model", "generator", …)."""
         raise NotImplementedError
 
     def compile(self, learning_rate: float) -> keras.Model:
@@ -69,27 +68,10 @@ class ZooModel:
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         raise NotImplementedError
 
-    # --- weights ----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def weights_filename(stem: str, part: str) -> str:
-        return f"{stem}.{part}.weights.h5" if part else f"{stem}.weights.h5"
-
-    def save_weights(self, folder: Path, stem: str) -> dict[str, Path]:
-        """Write every part atomically (temp file in the same folder, then os.replace)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        written = {}
-        for part, network in self.parts().items():
-            final = folder / self.weights_filename(stem, part)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{final.name}.", suffix=".tmp.weights.h5")
-            os.close(fd)
-            try:
-                network.save_weights(tmp, overwrite=True)
-                os.replace(tmp, final)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-            written[part] = final
-        return written
+    def preview_images(self, x_uint8: np.ndarray):
+        """A function that draws a (rows, cols, 28, 28) grid of what the model makes now (shown after each
+        epoch while training), or None for models that do not draw."""
+        return None
 
     def load_weights(self, files: dict[str, Path]) -> None:
         for part, network in self.parts().items():

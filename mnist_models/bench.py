@@ -27,8 +27,9 @@ def capsnet_training(batches: int, batch_size: int = 100, rounds: int = 3) -> di
         keras.utils.set_random_seed(0)
         model = cls()
         trainer = model.compile(1e-3)
+        trainer.fit(model.train_dataset(x[:2 * batch_size], y[:2 * batch_size], batch_size, seed=0), epochs=1,
+                    verbose=0)  # trace and warm up
         data = model.train_dataset(x, y, batch_size, seed=0).cache()
-        trainer.fit(data.take(2), epochs=1, verbose=0)  # trace and warm up
         runs[label] = (trainer, data)
     rates: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(rounds):

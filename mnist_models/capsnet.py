@@ -177,7 +177,7 @@ class CapsNet(ZooModel):
         self._decode = tf.function(lambda p: self.decoder(p, training=False), reduce_retracing=True)
 
     def parts(self) -> dict[str, keras.Model]:
-        return {"": self.trainer}
+        return {"model": self.trainer}
 
     def compile(self, learning_rate: float) -> keras.Model:
         self.trainer.compile(
@@ -213,6 +213,14 @@ class CapsNet(ZooModel):
         masked = poses * np.eye(10, dtype=np.float32)[classes][:, :, None]
         with self.lock:
             return self._decode(tf.convert_to_tensor(masked.reshape(len(poses), -1))).numpy()
+
+    def preview_images(self, x_uint8):
+        images = to_float(x_uint8)
+
+        def redraw():
+            out = self.analyze(images)
+            return np.stack([images, self.reconstruct(out.poses, out.lengths.argmax(1))])
+        return redraw
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         def run(batch):

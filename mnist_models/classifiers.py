@@ -48,7 +48,7 @@ class CNNClassifier(ZooModel):
         self._infer = tf.function(lambda x: self.network(x, training=False), reduce_retracing=True)
 
     def parts(self) -> dict[str, keras.Model]:
-        return {"": self.network}
+        return {"model": self.network}
 
     def compile(self, learning_rate: float) -> keras.Model:
         self.classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),

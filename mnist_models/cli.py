@@ -28,13 +28,13 @@ def _train(args) -> int:
 
     settings = training.TrainSettings(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, train_size=args.train_size, seed=args.seed,
+        learning_rate=args.lr, lr_decay=args.lr_decay, train_size=args.train_size, seed=args.seed,
     ).resolved()
     out = Path(args.out) if args.out else registry.WEIGHTS_DIR
     n_train = args.train_size or 60000
     progress = training.TerminalProgress(training.steps_per_epoch(settings, n_train), settings.epochs)
     print(f"Training {settings.model} on {settings.dataset}: {settings.to_dict()}", flush=True)
-    result = training.train(settings, out_dir=out, callbacks=[progress])
+    result = training.train(settings, out_dir=out, callbacks=[progress], resume=args.resume)
     print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
                       "epochs_completed": result.epochs_completed,
                       "files": [str(p) for p in result.files.values()]}, indent=2))
@@ -44,6 +44,8 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from . import registry
 
+    if args.model == "robustness":
+        return _evaluate_robustness(args)
     model = registry.load_from(Path(args.weights) if args.weights else registry.WEIGHTS_DIR,
                                args.model, args.dataset)
     (_, _), (x_test, y_test) = data.load_dataset(args.dataset)
@@ -51,6 +53,18 @@ def _evaluate(args) -> int:
     metrics = model.evaluate(x_test, y_test)
     metrics["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(metrics, indent=None if args.json else 2))
+    return 0
+
+
+def _evaluate_robustness(args) -> int:
+    from . import registry, transforms
+
+    folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
+    models = {name: registry.load_from(folder, name, "mnist") for name in ("cnn", "capsnet")}
+    (_, _), (x_test, y_test) = data.load_dataset("mnist")
+    images = x_test[: args.limit] if args.limit else x_test
+    result = transforms.robustness(models, images.astype("float32") / 255.0, y_test[: len(images)])
+    print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
 
@@ -91,12 +105,17 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=0.0, help="0: the model's default")
     t.add_argument("--train-size", type=int, default=0, help="use a random subset of this size (0: all)")
     t.add_argument("--seed", type=int, default=1234)
+    t.add_argument("--lr-decay", type=float, default=0.0, help="per-epoch learning-rate factor (0: default)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the weights already in the output folder, e.g. with a lower --lr")
     t.add_argument("--out", help="weights folder (default: weights/)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="score the shipped weights on the full test set")
-    e.add_argument("model", choices=list(SPECS))
+    e.add_argument("model", choices=[*SPECS, "robustness"],
+                   help="a model, or 'robustness': shipped CNN and CapsNet on seeded affine test sets")
     e.add_argument("--dataset", choices=data.DATASETS, default="mnist")
+    e.add_argument("--limit", type=int, default=0, help="robustness only: score the first N test images")
     e.add_argument("--weights", help="weights folder (default: weights/)")
     e.add_argument("--json", action="store_true", help="one JSON object on one line")
     e.set_defaults(func=_evaluate)

@@ -11,13 +11,18 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .autoencoders import Autoencoder
 from .base import ZooModel
 from .capsnet import CapsNet
 from .classifiers import CNNClassifier
 from .data import sha256_file
+from .vae import VAE
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_WEIGHTS") or Path(__file__).resolve().parent.parent / "weights")
+USER_WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_USER_WEIGHTS")
+                        or Path(__file__).resolve().parent.parent / "user_weights")
 MANIFEST_NAME = "manifest.json"
+CHOICES_NAME = "choices.json"  # in USER_WEIGHTS_DIR: which models use the user's retrained weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +35,7 @@ class ModelSpec:
     batch_size: int = 128
     learning_rate: float = 1e-3
     lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
+    config: dict = dataclasses.field(default_factory=dict)  # overrides of the model class's config defaults
 
 
 SPECS: dict[str, ModelSpec] = {
@@ -37,6 +43,17 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec("cnn", CNNClassifier, ("mnist", "fashion"), "CNN classifier", epochs=10, lr_decay=0.8),
         ModelSpec("capsnet", CapsNet, ("mnist", "fashion"), "CapsNet (dynamic routing)", epochs=10,
                   batch_size=100, lr_decay=0.85),
+        ModelSpec("ae_vanilla", Autoencoder, ("mnist",), "Vanilla autoencoder (784-32-784)", epochs=15,
+                  batch_size=256, config={"kind": "vanilla"}),
+        ModelSpec("ae_multilayer", Autoencoder, ("mnist",), "Multilayer autoencoder", epochs=15, batch_size=256,
+                  config={"kind": "multilayer"}),
+        ModelSpec("ae_conv", Autoencoder, ("mnist",), "Convolutional autoencoder", epochs=10,
+                  config={"kind": "conv"}),
+        ModelSpec("ae_sparse", Autoencoder, ("mnist",), "Sparse autoencoder (L1 code penalty)", epochs=15,
+                  batch_size=256, config={"kind": "sparse", "code_size": 64, "l1": 1e-3}),
+        ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder", epochs=8, lr_decay=0.85,
+                  config={"kind": "denoising"}),
+        ModelSpec("vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent", epochs=30, lr_decay=0.97),
     ]
 }
 
@@ -105,7 +122,47 @@ def build(name: str, dataset: str = "mnist", config: dict | None = None) -> ZooM
     if dataset not in model_spec.datasets:
         raise ValueError(f"{name} is available for {', '.join(model_spec.datasets)}, not {dataset!r}")
     cls = model_spec.model_class
-    return cls(cls.config_class.from_dict(config) if config else None, dataset=dataset)
+    return cls(cls.config_class.from_dict({**model_spec.config, **(config or {})}), dataset=dataset)
+
+
+def save(model: ZooModel, folder: Path, entry: dict) -> dict[str, Path]:
+    """Save every part and its manifest entry so that a crash at any moment leaves the previous weights loadable.
+
+    Each part goes to a temp file in `folder`, is renamed to a content-addressed name, and only then does the
+    manifest (replaced atomically) point at it; the files of the previous version are removed last.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    key = stem(entry["model"], entry["dataset"])
+    written, weights = {}, {}
+    for part, network in model.parts().items():
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}-{part}.", suffix=".tmp.weights.h5")
+        os.close(fd)
+        try:
+            network.save_weights(tmp, overwrite=True)
+            digest = sha256_file(Path(tmp))
+            final = folder / f"{key}-{part}-{digest[:12]}.weights.h5"
+            os.replace(tmp, final)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        written[part] = final
+        weights[part] = {"file": final.name, "sha256": digest}
+    update_manifest(key, {**entry, "weights": weights}, folder)
+    keep = {path.name for path in written.values()}
+    for old in folder.glob(f"{key}-*.weights.h5"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
+    return written
+
+
+def clean_orphans(folder: Path) -> list[Path]:
+    """Remove temp files and weights files no manifest entry points at (left by a killed save)."""
+    if not folder.is_dir():
+        return []
+    referenced = {w["file"] for entry in read_manifest(folder).values() for w in entry.get("weights", {}).values()}
+    removed = {p for p in folder.glob("*.weights.h5") if p.name not in referenced} | set(folder.glob(".*.tmp*"))
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return sorted(removed)
 
 
 def load_from(folder: Path, name: str, dataset: str = "mnist") -> ZooModel:
@@ -118,11 +175,13 @@ def load_from(folder: Path, name: str, dataset: str = "mnist") -> ZooModel:
     model = build(name, dataset, entry.get("config"))
     files = {}
     for part in model.parts():
-        path = folder / model.weights_filename(key, part)
+        recorded = entry.get("weights", {}).get(part)
+        if recorded is None:
+            raise WeightsError(f"{folder / MANIFEST_NAME} lists no '{part}' weights for {key}; {fix}")
+        path = folder / recorded["file"]
         if not path.is_file():
             raise WeightsError(f"weights file {path} is missing; {fix}")
-        expected = entry.get("files", {}).get(path.name)
-        if expected != sha256_file(path):
+        if recorded["sha256"] != sha256_file(path):
             raise WeightsError(f"weights file {path} does not match the sha256 in {folder / MANIFEST_NAME} "
                                f"(changed or truncated); {fix}")
         files[part] = path
@@ -134,14 +193,60 @@ def load_from(folder: Path, name: str, dataset: str = "mnist") -> ZooModel:
     return model
 
 
-_cache: dict[tuple[str, str, str], ZooModel] = {}
+# --- shipped or user weights ------------------------------------------------------------------------------
+
+def _read_choices() -> dict:
+    path = USER_WEIGHTS_DIR / CHOICES_NAME
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # an unreadable choice falls back to the shipped weights
+
+
+def uses_user_weights(name: str, dataset: str) -> bool:
+    key = stem(name, dataset)
+    return bool(_read_choices().get(key)) and key in read_manifest(USER_WEIGHTS_DIR)
+
+
+def choose_user_weights(name: str, dataset: str, use: bool) -> None:
+    """Make every page use the user's retrained weights for this model (or go back to the shipped ones)."""
+    key = stem(name, dataset)
+    if use and key not in read_manifest(USER_WEIGHTS_DIR):
+        raise WeightsError(f"there are no retrained weights for {name} on {dataset} yet")
+    with _manifest_lock(USER_WEIGHTS_DIR):
+        choices = {**_read_choices(), key: use}
+        fd, tmp = tempfile.mkstemp(dir=USER_WEIGHTS_DIR, prefix=".choices.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(choices, f, indent=2)
+            os.replace(tmp, USER_WEIGHTS_DIR / CHOICES_NAME)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def active_folder(name: str, dataset: str = "mnist") -> Path:
+    return USER_WEIGHTS_DIR if uses_user_weights(name, dataset) else WEIGHTS_DIR
+
+
+def active_version(name: str, dataset: str = "mnist") -> tuple[Path, str]:
+    """(folder, fingerprint) of the weights the app should use now; the fingerprint changes with every save."""
+    folder = active_folder(name, dataset)
+    entry = read_manifest(folder).get(stem(name, dataset), {})
+    return folder, json.dumps(entry.get("weights", {}), sort_keys=True)
+
+
+_cache: dict[tuple[str, str, str, str], ZooModel] = {}
 _cache_lock = threading.Lock()
 
 
 def load(name: str, dataset: str = "mnist", folder: Path | None = None) -> ZooModel:
-    """The shipped model `name` for `dataset`, loaded once per process and shared (thread-safe)."""
-    folder = folder or WEIGHTS_DIR
-    key = (name, dataset, str(folder))
+    """The model `name` for `dataset` with the chosen (shipped or user) weights, or those in `folder`; loaded
+    once per version per process and shared (thread-safe)."""
+    if folder is None:
+        folder, version = active_version(name, dataset)
+    else:
+        version = json.dumps(read_manifest(folder).get(stem(name, dataset), {}).get("weights", {}), sort_keys=True)
+    key = (name, dataset, str(folder), version)
     with _cache_lock:
         if key not in _cache:
             _cache[key] = load_from(folder, name, dataset)

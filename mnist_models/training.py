@@ -17,7 +17,7 @@ import numpy as np
 
 from . import registry
 from .base import Config
-from .data import load_dataset, sha256_file
+from .data import load_dataset
 
 
 @dataclasses.dataclass
@@ -149,9 +149,10 @@ def subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
 
 
 def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), stop_event=None,
-          config: dict | None = None, model=None) -> TrainResult:
+          config: dict | None = None, model=None, resume: bool = False) -> TrainResult:
     """Train, evaluate on the full test set, save atomically to `out_dir` and record it in its manifest.
 
+    `resume` continues from the weights already in `out_dir` (same config) and records the earlier runs.
     A run stopped by `stop_event` keeps and saves what it learned; a run whose loss went NaN saves nothing.
     """
     settings = settings.resolved()
@@ -160,6 +161,13 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     (x_train, y_train), (x_test, y_test) = load_dataset(settings.dataset)
     x_train, y_train = subset(x_train, y_train, settings.train_size, settings.seed)
 
+    earlier_runs = []
+    if resume:
+        prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
+        model = registry.load_from(out_dir, settings.model, settings.dataset)
+        earlier_runs = prior.get("earlier_runs", []) + [
+            {k: prior[k] for k in ("training", "epochs_completed", "seconds_total", "seconds_per_epoch", "metrics",
+                                   "history", "trained_at") if k in prior}]
     model = model or registry.build(settings.model, settings.dataset, config)
     steps = steps_per_epoch(settings, len(x_train))
     learning_rate = settings.learning_rate
@@ -182,9 +190,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     epochs_completed = len(timer.seconds)
 
     metrics = model.evaluate(x_test, y_test)
-    key = registry.stem(settings.model, settings.dataset)
-    files = model.save_weights(out_dir, key)
-    registry.update_manifest(key, {
+    files = registry.save(model, out_dir, {
         "model": settings.model,
         "dataset": settings.dataset,
         "class": type(model).__name__,
@@ -197,10 +203,13 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "seconds_per_epoch": [round(s, 1) for s in timer.seconds],
         "metrics": metrics,
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-        "files": {path.name: sha256_file(path) for path in files.values()},
         "versions": package_versions(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
         "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }, out_dir)
+        **({"earlier_runs": earlier_runs,
+            "epochs_total": epochs_completed + sum(r["epochs_completed"] for r in earlier_runs),
+            "seconds_all_runs": round(seconds + sum(r["seconds_total"] for r in earlier_runs), 1)}
+           if earlier_runs else {}),
+    })
     return TrainResult(settings, model, metrics, files, epochs_completed, stopped, seconds,
                        history.history)

@@ -1,9 +1,129 @@
+"""Every page through Streamlit's AppTest: it renders, widgets change results, bad input gets a message."""
+
+import numpy as np
 from streamlit.testing.v1 import AppTest
+
+APP = "../app.py"
+
+
+def page(path: str) -> AppTest:
+    return AppTest.from_file(f"../app_pages/{path}", default_timeout=120)
+
+
+def canvas_of(digit: np.ndarray) -> np.ndarray:
+    """An MNIST digit as the canvas sends it: 280×280 RGBA, white strokes on an opaque black background."""
+    grey = np.kron(digit, np.ones((10, 10), np.uint8))
+    return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
 
 
 def test_home_shows_title_and_data_status():
-    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
-    assert at.title[0].value.startswith("✏️ MNIST Studio")
+    assert at.title[0].value == "✏️ MNIST Studio"
     assert any("mnist: cached" in s.value for s in at.success)
-    assert len(at.dataframe) == 1
+
+
+def test_draw_page_hint_then_prediction_then_pose(mnist):
+    (_, _), (x_test, y_test) = mnist
+    at = page("draw.py").run()
+    assert not at.exception
+    assert any("Draw a digit" in i.value for i in at.info)  # nothing drawn yet: a hint, no prediction
+
+    at.session_state["draw_raw"] = np.zeros((280, 280, 4), np.uint8)  # the canvas after Reset
+    at.run()
+    assert any("canvas is empty" in i.value for i in at.info)
+    assert not any("CNN says" in m.value for m in at.markdown)
+
+    at.session_state["draw_raw"] = canvas_of(x_test[0])  # a 7
+    at.run()
+    assert not at.exception
+    verdict = next(m.value for m in at.markdown if "CNN says" in m.value)
+    assert f"CNN says **{y_test[0]}**" in verdict and f"CapsNet says **{y_test[0]}**" in verdict
+    assert len(at.slider) == 1 + 16  # stroke width + the 16 pose dimensions
+
+    before = at.session_state["pose_class"]
+    at.selectbox(key="pose_class").set_value(3).run()
+    assert at.session_state["pose_class"] == 3 != before
+    at.slider(key="pose_4").set_value(0.25).run()
+    assert not at.exception and at.session_state["pose_4"] == 0.25
+    at.button[0].click().run()  # reset pose
+    assert at.session_state["pose_4"] == 0.0
+
+
+def test_draw_page_upload_mode_starts_with_a_hint():
+    at = page("draw.py").run()
+    at.radio(key="draw_mode").set_value("Upload").run()
+    assert not at.exception
+    assert any("upload one" in i.value for i in at.info)
+
+
+def test_autoencoder_page_reacts_to_noise(mnist):
+    at = page("autoencoders.py").run()
+    assert not at.exception and not at.error
+    first = [m.value for m in at.metric]
+    assert len(first) == 10  # PSNR and SSIM for each of the five autoencoders
+    at.slider(key="ae_amount").set_value(0.5).run()
+    assert [m.value for m in at.metric] != first
+    at.selectbox(key="ae_noise").set_value("gaussian").run()
+    at.number_input(key="ae_index").set_value(7).run()
+    assert not at.exception
+
+
+def test_autoencoder_page_offers_your_drawing(mnist):
+    (_, _), (x_test, _) = mnist
+    at = page("autoencoders.py")
+    at.session_state["drawing"] = x_test[3].astype(np.float32) / 255
+    at.run()
+    assert "Your drawing" in at.radio(key="ae_source").options
+    at.radio(key="ae_source").set_value("Your drawing").run()
+    assert not at.exception
+
+
+def test_latent_page_sliders_and_dataset_switch(mnist):
+    at = page("latent.py").run()
+    assert not at.exception and not at.error
+    at.slider(key="z1").set_value(1.5).run()
+    at.slider(key="grid_n").set_value(7).run()
+    assert not at.exception
+    at.session_state["latent_dataset"] = "fashion"
+    at.run()
+    assert not at.exception and not at.error
+
+
+def test_zoo_lists_every_model():
+    at = page("zoo.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert {"cnn", "capsnet", "vae", "ae_denoising"} <= set(table["name"])
+
+
+def test_robustness_page_sliders_and_sweep(mnist):
+    at = page("robustness.py").run()
+    assert not at.exception and not at.error
+    before = [m.value for m in at.metric]
+    at.slider(key="rob_rotation").set_value(60)
+    at.slider(key="rob_scale").set_value(0.5).run()
+    assert [m.value for m in at.metric] != before  # the confidences moved
+    at.selectbox(key="rob_sweep").set_value("scale").run()
+    at.slider(key="rob_thickness").set_value(2).run()
+    assert not at.exception
+
+
+def test_train_page_starts_a_job_and_shows_its_progress(tmp_path, monkeypatch):
+    from mnist_models import jobs, registry
+
+    monkeypatch.setattr(registry, "USER_WEIGHTS_DIR", tmp_path)
+    at = page("train.py").run()
+    assert not at.exception
+    at.selectbox(key="train_model").set_value("ae_vanilla")
+    at.radio(key="train_size").set_value("5k images")
+    at.button[0].click().run()  # the form's Train button
+    assert not at.exception and not at.error
+    job = jobs.current()
+    assert job is not None and job.settings.model == "ae_vanilla" and job.settings.train_size == 5000
+    job.thread.join(timeout=180)
+    at.run()
+    assert any("Training finished" in s.value for s in at.success)
+    assert any("test_mse" in m.label for m in at.metric)
+    at.button(key="use_mine").click().run()
+    assert registry.uses_user_weights("ae_vanilla", "mnist")

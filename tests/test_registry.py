@@ -24,16 +24,21 @@ def copy_of(trained, tmp_path):
     return folder
 
 
+def weights_file(folder):
+    return folder / registry.read_manifest(folder)["cnn-mnist"]["weights"]["model"]["file"]
+
+
 def test_missing_file_names_file_and_command(trained, tmp_path):
     folder = copy_of(trained, tmp_path)
-    (folder / "cnn-mnist.weights.h5").unlink()
-    with pytest.raises(registry.WeightsError, match="cnn-mnist.weights.h5 is missing.*train cnn --dataset mnist"):
+    path = weights_file(folder)
+    path.unlink()
+    with pytest.raises(registry.WeightsError, match=f"{path.name} is missing.*train cnn --dataset mnist"):
         registry.load_from(folder, "cnn")
 
 
 def test_truncated_file_is_caught_by_sha256(trained, tmp_path):
     folder = copy_of(trained, tmp_path)
-    path = folder / "cnn-mnist.weights.h5"
+    path = weights_file(folder)
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(registry.WeightsError, match="does not match the sha256.*python -m mnist_models train"):
         registry.load_from(folder, "cnn")
@@ -76,3 +81,49 @@ def test_cli_reports_errors_without_traceback(tmp_path):
                           str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "python -m mnist_models train capsnet" in run.stderr
+
+
+def test_saving_again_replaces_the_old_version_and_orphans_are_cleaned(trained, tmp_path):
+    folder = copy_of(trained, tmp_path)
+    old = weights_file(folder)
+    model = registry.load_from(folder, "cnn")
+    model.network.layers[-1].kernel.assign(model.network.layers[-1].kernel * 0.5)
+    entry = registry.read_manifest(folder)["cnn-mnist"]
+    registry.save(model, folder, entry)
+    assert not old.exists() and weights_file(folder).exists()
+    (folder / ".cnn-mnist-model.abc.tmp.weights.h5").write_bytes(b"partial")
+    (folder / "cnn-mnist-model-0123456789ab.weights.h5").write_bytes(b"unreferenced")
+    removed = registry.clean_orphans(folder)
+    assert len(removed) == 2 and weights_file(folder).exists()
+    registry.load_from(folder, "cnn")
+
+
+KILLER = """
+import sys
+from pathlib import Path
+from mnist_models import registry
+folder = Path(sys.argv[1])
+model = registry.load_from(folder, "cnn")
+entry = registry.read_manifest(folder)["cnn-mnist"]
+print("ready", flush=True)
+while True:
+    registry.save(model, folder, entry)
+"""
+
+
+def test_killing_a_save_midway_leaves_loadable_weights(trained, tmp_path):
+    """SIGKILL a process that saves over and over; whatever moment it dies, the weights still load."""
+    import random
+    import signal
+    import time
+
+    folder = copy_of(trained, tmp_path)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", KILLER, str(folder)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(random.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        registry.load_from(folder, "cnn")  # raises if the manifest points at a partial file
+    registry.clean_orphans(folder)
+    assert len(list(folder.glob("*.weights.h5"))) == 1

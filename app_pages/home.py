@@ -10,6 +10,8 @@ st.write(
     "explore autoencoders, a VAE's latent space and GANs trained on MNIST and Fashion-MNIST."
 )
 
+st.page_link("app_pages/draw.py", label="Start drawing", icon=":material/draw:")
+
 st.subheader("Datasets")
 for name in data.DATASETS:
     if data.is_cached(name):
@@ -32,4 +34,4 @@ for name, spec in registry.SPECS.items():
             metric.replace("_", " "): entry["metrics"].get(metric) if entry else None,
             "status": "shipped" if entry else f"not trained: python -m mnist_models train {name} --dataset {dataset}",
         })
-st.dataframe(rows, hide_index=True, use_container_width=True)
+st.dataframe(rows, hide_index=True)

@@ -1,0 +1,62 @@
+"""Autoencoders & denoising: corrupt a digit, then see what every autoencoder makes of it."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from mnist_models.autoencoders import NOISE_KINDS, add_noise
+from mnist_models.metrics import psnr, ssim
+
+AUTOENCODERS = ["ae_vanilla", "ae_multilayer", "ae_conv", "ae_sparse", "ae_denoising"]
+
+st.title("Autoencoders & denoising")
+x_test, y_test = ui.test_set_or_stop("mnist")
+
+controls, view = st.columns([1, 3], gap="large")
+with controls:
+    sources = ["Test digit", "Random test digit"] + (["Your drawing"] if "drawing" in st.session_state else [])
+    source = st.radio("Digit", sources, key="ae_source")
+    if source == "Test digit":
+        index = st.number_input("Test-set index", 0, len(x_test) - 1, 0, key="ae_index")
+    elif source == "Random test digit":
+        if st.button("🎲 Another one") or "ae_random" not in st.session_state:
+            st.session_state["ae_random"] = int(np.random.default_rng().integers(len(x_test)))
+        index = st.session_state["ae_random"]
+    if source == "Your drawing":
+        clean = st.session_state["drawing"]
+        st.caption("Your last drawing from the Draw page.")
+    else:
+        clean = x_test[index].astype(np.float32) / 255.0
+        st.caption(f"Test digit #{index}, a {y_test[index]}.")
+    kind = st.selectbox("Noise", NOISE_KINDS, index=1, key="ae_noise",
+                        format_func=lambda k: k.replace("_", " & ") if k == "salt_pepper" else k)
+    amount = st.slider("Amount", 0.0, 0.8, 0.1, 0.05, key="ae_amount",
+                       help="Gaussian: σ; salt & pepper and masking: fraction of pixels hit")
+    seed = st.number_input("Noise seed", 0, 10_000, 0, key="ae_seed")
+
+noisy = add_noise(clean, kind, amount, seed=int(seed))
+with view:
+    cols = st.columns(len(AUTOENCODERS) + 1)
+    with cols[0]:
+        ui.show_digit(clean, "clean", 110)
+        ui.show_digit(noisy[0], f"noisy · PSNR {psnr(noisy, clean[None]):.1f} dB", 110)
+    for col, name in zip(cols[1:], AUTOENCODERS, strict=True):
+        model = ui.model_or_stop(name)
+        out = model.reconstruct(noisy)
+        with col:
+            ui.show_digit(out[0], name.removeprefix("ae_"), 110)
+            st.metric("PSNR", f"{psnr(out, clean[None]):.1f} dB")
+            st.metric("SSIM", f"{ssim(out, clean[None]):.3f}")
+    st.caption("PSNR and SSIM compare each output with the clean digit. Only the denoising autoencoder was "
+               "trained on noisy inputs; the others learned to copy clean digits.")
+
+    sparse = ui.model_or_stop("ae_sparse")
+    code = sparse.encode(noisy)[0]
+    st.subheader("Sparse autoencoder: which code units fire")
+    fig = go.Figure(go.Bar(x=np.arange(1, len(code) + 1), y=code, marker_color="#7c5cff"))
+    fig.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="code unit",
+                      yaxis_title="activation")
+    st.plotly_chart(fig, key="sparse_code")
+    st.caption(f"{np.mean(code > 1e-3):.0%} of {len(code)} units are active for this input; the L1 penalty "
+               "on the code keeps most of them at zero.")

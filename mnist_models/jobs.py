@@ -1,0 +1,225 @@
+"""Background training for the app: one job at a time per machine, live metrics in a thread-safe store.
+
+The job runs `training.train` (the same trainer as the CLI) in a thread, saves to the user-weights folder (never
+over the shipped weights) and reports through `MetricsCallback`. A process-wide lock and a file lock in the
+user-weights folder make sure that only one training runs, even with several server processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import registry
+from .data import load_dataset
+from .training import TrainSettings, steps_per_epoch, train
+
+
+class TrainingBusyError(RuntimeError):
+    """Another training is running; `job` is it when it runs in this process."""
+
+    def __init__(self, message: str, job: TrainingJob | None = None):
+        super().__init__(message)
+        self.job = job
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of a job's progress for one redraw of the page."""
+
+    status: str  # running | stopping | scoring | finished | stopped | failed
+    settings: dict
+    owner: str
+    batches: list[dict]  # {"step": global step, "epoch": e, **metrics}
+    epochs: list[dict]  # {"epoch": e, "seconds": s, **metrics}
+    samples: list[np.ndarray]  # one preview grid per finished epoch (generative models)
+    steps_done: int
+    total_steps: int
+    elapsed: float
+    message: str = ""
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+
+    @property
+    def eta(self) -> float | None:
+        if self.steps_done == 0 or self.status != "running":
+            return None
+        return self.elapsed / self.steps_done * (self.total_steps - self.steps_done)
+
+
+class MetricsStore:
+    """Written by the training thread, read by any number of page redraws."""
+
+    def __init__(self, settings: TrainSettings, owner: str, total_steps: int):
+        self._lock = threading.Lock()
+        self._snapshot = Snapshot("running", settings.to_dict(), owner, [], [], [], 0, total_steps, 0.0)
+        self._started = time.perf_counter()
+
+    def update(self, **changes) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self._snapshot, key, value)
+
+    def add_batch(self, point: dict) -> None:
+        with self._lock:
+            self._snapshot.batches.append(point)
+            self._snapshot.steps_done = point["step"]
+
+    def add_epoch(self, point: dict, sample: np.ndarray | None) -> None:
+        with self._lock:
+            self._snapshot.epochs.append(point)
+            if sample is not None:
+                self._snapshot.samples.append(sample)
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            snap = copy.copy(self._snapshot)
+            snap.batches, snap.epochs, snap.samples = list(snap.batches), list(snap.epochs), list(snap.samples)
+            snap.elapsed = time.perf_counter() - self._started
+            return snap
+
+
+class MetricsCallback(keras.callbacks.Callback):
+    """Pushes per-batch and per-epoch metrics (and a preview grid for models that draw) into a store."""
+
+    def __init__(self, store: MetricsStore, steps: int, preview=None):
+        super().__init__()
+        self.store, self.steps, self.preview = store, steps, preview
+        self._epoch, self._epoch_start = 0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._epoch_start = epoch, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        self.store.add_batch({"step": self._epoch * self.steps + batch + 1, "epoch": self._epoch + 1, **metrics})
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        sample = self.preview() if self.preview else None
+        self.store.add_epoch({"epoch": epoch + 1, "seconds": time.perf_counter() - self._epoch_start, **metrics},
+                             sample)
+
+    def on_train_end(self, logs=None):
+        self.store.update(status="scoring", message="Training ended; scoring on the full test set…")
+
+
+class TrainingJob:
+    def __init__(self, settings: TrainSettings, owner: str, out_dir: Path, config: dict | None):
+        self.settings, self.owner, self.out_dir, self.config = settings, owner, out_dir, config
+        self.id = uuid.uuid4().hex
+        n_train = settings.train_size or 60000
+        self.store = MetricsStore(settings, owner, steps_per_epoch(settings, n_train) * settings.epochs)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"train-{settings.model}", daemon=True)
+        self.result = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        """Ask the training to end after the current batch; what it learned so far is kept and saved."""
+        if self.running:
+            self.stop_event.set()
+            self.store.update(status="stopping")
+
+    def _run(self) -> None:
+        settings = self.settings
+        try:
+            model = registry.build(settings.model, settings.dataset, self.config)
+            (_, _), (x_test, _) = load_dataset(settings.dataset)
+            preview = model.preview_images(x_test[:8])
+            callback = MetricsCallback(self.store, steps_per_epoch(settings, settings.train_size or 60000),
+                                       preview)
+            self.store.update(before=_metrics_of_active(settings))
+            self.result = train(settings, out_dir=self.out_dir, callbacks=[callback], stop_event=self.stop_event,
+                                config=self.config, model=model)
+            stopped = self.result.stopped
+            self.store.update(status="stopped" if stopped else "finished", after=self.result.metrics,
+                              message=f"Stopped after {self.result.epochs_completed} full epoch(s); what it learned "
+                                      "so far was saved." if stopped else "Training finished and was saved.")
+        except Exception as err:  # the page shows it; the thread must never die silently
+            self.store.update(status="failed", message=f"{type(err).__name__}: {err}")
+        finally:
+            _release_file_lock()
+
+
+def _metrics_of_active(settings: TrainSettings) -> dict:
+    folder = registry.active_folder(settings.model, settings.dataset)
+    entry = registry.read_manifest(folder).get(registry.stem(settings.model, settings.dataset))
+    return dict(entry["metrics"]) if entry else {}
+
+
+_jobs_lock = threading.Lock()
+_current: TrainingJob | None = None
+_lock_file = None
+
+
+def _acquire_file_lock(folder: Path) -> bool:
+    global _lock_file
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".training.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return False
+    _lock_file = handle
+    return True
+
+
+def _release_file_lock() -> None:
+    global _lock_file
+    if _lock_file is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(_lock_file, fcntl.LOCK_UN)
+            _lock_file.close()
+        _lock_file = None
+
+
+def current() -> TrainingJob | None:
+    """The latest job of this process (running or finished), if any."""
+    return _current
+
+
+def start(settings: TrainSettings, owner: str, out_dir: Path | None = None,
+          config: dict | None = None) -> TrainingJob:
+    """Start a background training; raises TrainingBusyError if one is already running anywhere."""
+    global _current
+    settings = settings.resolved()
+    out_dir = out_dir or registry.USER_WEIGHTS_DIR
+    with _jobs_lock:
+        if _current is not None and _current.running:
+            raise TrainingBusyError(f"{_current.owner} is training {_current.settings.model} right now", _current)
+        if not _acquire_file_lock(out_dir):
+            raise TrainingBusyError("another studio server on this machine is training right now")
+        job = TrainingJob(settings, owner, out_dir, config)
+        _current = job
+        job.thread.start()
+        return job
+
+
+def clean_orphans_at_startup() -> list[Path]:
+    """Remove temp and unreferenced weights files that a killed save left behind, unless a training is running
+    (in this or another server process), whose half-written files must not be touched."""
+    removed = []
+    if _current is not None and _current.running:
+        return removed
+    if not _acquire_file_lock(registry.USER_WEIGHTS_DIR):
+        return removed
+    try:
+        for folder in (registry.WEIGHTS_DIR, registry.USER_WEIGHTS_DIR):
+            removed += registry.clean_orphans(folder)
+    finally:
+        _release_file_lock()
+    return removed

@@ -1,0 +1,184 @@
+"""Variational autoencoder (Kingma & Welling), following keras.io's VAE example: a `keras.Model` subclass with
+its own `train_step` and metric trackers. The default 2-D latent can be explored with two sliders."""
+
+from __future__ import annotations
+
+import dataclasses
+from statistics import NormalDist
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from .autoencoders import add_noise
+from .base import Config, ZooModel, as_images, predict_batches, to_float
+
+
+@dataclasses.dataclass
+class VAEConfig(Config):
+    latent_dim: int = 2
+    filters: tuple[int, int] = (16, 32)
+    dense_units: int = 256
+
+
+@keras.saving.register_keras_serializable("mnist_models")
+class Sampling(layers.Layer):
+    """z = μ + σ·ε with ε ~ N(0, I): the reparameterisation trick."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+
+def build_encoder(config: VAEConfig) -> keras.Model:
+    f1, f2 = config.filters
+    images = keras.Input((28, 28))
+    x = layers.Reshape((28, 28, 1))(images)
+    x = layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Dense(config.dense_units, activation="relu")(layers.Flatten()(x))
+    z_mean = layers.Dense(config.latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(x)
+    z = Sampling()([z_mean, z_log_var])
+    return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
+
+
+def build_decoder(config: VAEConfig) -> keras.Model:
+    f1, f2 = config.filters
+    z = keras.Input((config.latent_dim,))
+    x = layers.Dense(config.dense_units, activation="relu")(z)
+    x = layers.Dense(7 * 7 * f2, activation="relu")(x)
+    x = layers.Reshape((7, 7, f2))(x)
+    x = layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(z, layers.Reshape((28, 28))(x), name="decoder")
+
+
+def vae_losses(images, reconstruction, z_mean, z_log_var):
+    """Per-image reconstruction (binary cross-entropy summed over 784 pixels) and KL(q(z|x) ‖ N(0, I))."""
+    recon = ops.sum(keras.losses.binary_crossentropy(images[..., None], reconstruction[..., None]), axis=(1, 2))
+    kl = -0.5 * ops.sum(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=1)
+    return recon, kl
+
+
+class VAENetwork(keras.Model):
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder = encoder, decoder
+        self.total_tracker = keras.metrics.Mean(name="loss")
+        self.recon_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    @property
+    def metrics(self):
+        return [self.total_tracker, self.recon_tracker, self.kl_tracker]
+
+    def call(self, images, training=False):
+        z_mean, z_log_var, z = self.encoder(images, training=training)
+        return self.decoder(z, training=training), z_mean, z_log_var
+
+    def _update(self, images, training):
+        reconstruction, z_mean, z_log_var = self(images, training=training)
+        recon, kl = vae_losses(images, reconstruction, z_mean, z_log_var)
+        total = ops.mean(recon + kl)
+        self.total_tracker.update_state(total)
+        self.recon_tracker.update_state(ops.mean(recon))
+        self.kl_tracker.update_state(ops.mean(kl))
+        return total
+
+    def train_step(self, images):
+        with tf.GradientTape() as tape:
+            total = self._update(images, training=True)
+        grads = tape.gradient(total, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, images):
+        self._update(images, training=False)
+        return {m.name: m.result() for m in self.metrics}
+
+
+class VAE(ZooModel):
+    config_class = VAEConfig
+    key_metric = "test_loss"
+
+    def build(self) -> None:
+        self.encoder, self.decoder = build_encoder(self.config), build_decoder(self.config)
+        self.network = VAENetwork(self.encoder, self.decoder, name="vae")
+        self.network(keras.ops.zeros((1, 28, 28)))  # create the weights so they can be loaded
+        self._encode = tf.function(lambda x: self.encoder(x, training=False)[0], reduce_retracing=True)
+        self._decode = tf.function(lambda z: self.decoder(z, training=False), reduce_retracing=True)
+
+    def parts(self) -> dict[str, keras.Model]:
+        return {"model": self.network}
+
+    def compile(self, learning_rate) -> keras.Model:
+        self.network.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        return self.network
+
+    def train_dataset(self, x, y, batch_size, seed):
+        ds = tf.data.Dataset.from_tensor_slices(to_float(x)).shuffle(len(x), seed=seed)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    # --- inference --------------------------------------------------------------------------------------
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Latent means μ(x), (N, latent_dim)."""
+        with self.lock:
+            return self._encode(tf.convert_to_tensor(as_images(images))).numpy()
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, np.float32).reshape(-1, self.config.latent_dim)
+        with self.lock:
+            return self._decode(tf.convert_to_tensor(z)).numpy()
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        return self.decode(self.encode(images))
+
+    add_noise = staticmethod(add_noise)
+
+    def preview_images(self, x_uint8):
+        if self.config.latent_dim == 2:
+            return lambda: self.latent_grid(6)[0]
+        z = np.random.default_rng(0).normal(size=(24, self.config.latent_dim)).astype(np.float32)
+        return lambda: self.decode(z).reshape(3, 8, 28, 28)
+
+    def latent_grid(self, n: int = 15, span: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Decode an n×n grid of latent quantiles (2-D latents): images (n, n, 28, 28) and the grid values."""
+        if self.config.latent_dim != 2:
+            raise ValueError("the manifold grid needs a 2-D latent space")
+        edge = (1 - span) / 2
+        values = np.array([NormalDist().inv_cdf(p) for p in np.linspace(edge, 1 - edge, n)], np.float32)
+        zz = np.array([[x, y] for y in values[::-1] for x in values], np.float32)
+        return self.decode(zz).reshape(n, n, 28, 28), values
+
+    def encode_dataset(self, x: np.ndarray, y: np.ndarray, limit: int | None = None):
+        """Latent means of (a prefix of) a dataset with its labels, for the scatter plot."""
+        x, y = (x[:limit], y[:limit]) if limit else (x, y)
+        (z,) = predict_batches(lambda b: (self.encode(b),), to_float(x))
+        return z, np.asarray(y)
+
+    def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int = 8) -> np.ndarray:
+        za, zb = self.encode(a)[0], self.encode(b)[0]
+        return self.decode(np.stack([za + t * (zb - za) for t in np.linspace(0, 1, steps)]))
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """keras.io's convention: per-image BCE summed over 784 pixels + KL, one posterior sample per image."""
+        images = to_float(x)
+        keras.utils.set_random_seed(0)
+
+        def losses(batch):
+            with self.lock:
+                reconstruction, z_mean, z_log_var = self.network(batch, training=False)
+                return tuple(t.numpy() for t in vae_losses(batch, reconstruction, z_mean, z_log_var))
+
+        recon, kl = predict_batches(losses, images)
+        return {"test_loss": float(np.mean(recon + kl)), "test_recon": float(np.mean(recon)),
+                "test_kl": float(np.mean(kl)), "test_examples": int(len(x))}

@@ -1,0 +1,153 @@
+"""Real-browser tests: mouse drawing on the canvas, sliders, page switches."""
+
+import re
+import time
+
+from tests.e2e.conftest import wait_idle
+
+CANVAS = "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
+
+
+def open_page(page, title: str):
+    page.goto(page.base_url)
+    wait_idle(page)
+    page.locator("[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']", has_text=title).click()
+    page.wait_for_selector(f"h1:has-text('{title}')")
+    wait_idle(page)
+
+
+def draw(page, strokes):
+    """Each stroke is a list of (x, y) in 0–1 canvas coordinates, drawn with the mouse."""
+    canvas = page.locator(CANVAS)
+    canvas.hover()  # reveals and moves the toolbar's hover box off the drawing area
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=8)
+        page.mouse.up()
+
+
+def verdict(page, previous: str | None = None, timeout: float = 30) -> str:
+    """The 'CNN says … · CapsNet says …' line, once it differs from `previous`."""
+    locator = page.get_by_text(re.compile(r"CNN says"))
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if locator.count():
+            text = locator.first.inner_text()
+            if text != previous:
+                return text
+        time.sleep(0.05)
+    raise AssertionError(f"the verdict did not change from {previous!r}")
+
+
+def reset_canvas(page):
+    page.get_by_role("button", name=re.compile("reset|clear", re.I)).first.click()
+
+
+def test_draw_a_one_and_a_seven(page):
+    open_page(page, "Draw & classify")
+    page.get_by_text(re.compile("Draw a digit")).first.wait_for()
+    started = time.perf_counter()
+    draw(page, [[(0.5, 0.15), (0.5, 0.85)]])
+    one = verdict(page)
+    stroke_to_result = time.perf_counter() - started
+    assert re.search(r"CNN says 1\b.*CapsNet says 1\b", one), one
+    page.screenshot(path="test-artifacts/draw-one.png")
+
+    reset_canvas(page)
+    page.get_by_text(re.compile("canvas is empty|Draw a digit")).first.wait_for()
+    started = time.perf_counter()
+    draw(page, [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]])
+    seven = verdict(page, one)
+    warm_stroke_to_result = time.perf_counter() - started
+    assert re.search(r"CNN says 7\b.*CapsNet says 7\b", seven), seven
+    page.screenshot(path="test-artifacts/draw-seven.png")
+    print(f"stroke to result: first {stroke_to_result:.2f} s, next {warm_stroke_to_result:.2f} s "
+          "(includes the mouse moves, about 0.1 s)")
+
+
+def test_latent_slider_changes_the_decoded_image(page):
+    open_page(page, "Latent explorer")
+    image = page.locator("[data-testid='stImage'] img").first
+    before = image.get_attribute("src")
+    slider = page.locator("[data-testid='stSlider'] input[type='range']").first
+    slider.focus()
+    for _ in range(20):
+        page.keyboard.press("ArrowRight")
+    deadline = time.time() + 30
+    while image.get_attribute("src") == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert image.get_attribute("src") != before
+    page.screenshot(path="test-artifacts/latent-slider.png")
+
+
+def plotted_points(page) -> int:
+    return page.evaluate("""() => {
+        const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+        return (plot && plot.calcdata && plot.calcdata.length) ? plot.calcdata[0].length : 0; }""")
+
+
+def progress_text(page) -> str:
+    bar = page.locator("[data-testid='stProgress']")
+    return bar.first.inner_text() if bar.count() else ""
+
+
+def wait_until(predicate, timeout=120, every=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return time.time()
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def start_training(page, epochs: int):
+    page.get_by_text("5k images").click()
+    epochs_box = page.get_by_label("Epochs")
+    epochs_box.fill(str(epochs))
+    epochs_box.press("Tab")
+    clicked = time.time()
+    page.get_by_role("button", name=re.compile("Train")).click()
+    return clicked
+
+
+def test_training_page_live_curve_page_switch_and_stop(page):
+    open_page(page, "Train")
+    clicked = start_training(page, epochs=1)
+    first_point = wait_until(lambda: plotted_points(page) >= 1)
+    wait_until(lambda: plotted_points(page) >= 3)
+    assert "running" in progress_text(page)  # three points were on the chart before it finished
+
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Model zoo").click()
+    page.wait_for_selector("h1:has-text('Model zoo')")
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Train").click()
+    page.wait_for_selector("h1:has-text('Train')")
+    wait_until(lambda: "finished" in progress_text(page) or "running" in progress_text(page))
+    wait_until(lambda: "finished" in progress_text(page), timeout=300)
+    page.get_by_text("Training finished and was saved").wait_for()
+    page.screenshot(path="test-artifacts/train-finished.png", full_page=True)
+
+    start_training(page, epochs=5)
+    wait_until(lambda: "running" in progress_text(page) and plotted_points(page) >= 2)
+    stop_clicked = time.time()
+    page.get_by_role("button", name=re.compile("Stop")).click()
+    stopped = wait_until(lambda: re.search("scoring|stopped", progress_text(page)), timeout=10)
+    page.get_by_text(re.compile("Stopped after")).wait_for(timeout=120_000)
+    assert "stopped" in progress_text(page)
+    page.screenshot(path="test-artifacts/train-stopped.png", full_page=True)
+    print(f"click to first point: {first_point - clicked:.2f} s; Stop to end: {stopped - stop_clicked:.2f} s")
+
+
+def test_every_page_renders_without_errors(page):
+    page.goto(page.base_url)
+    wait_idle(page)
+    for title in ["Draw & classify", "Autoencoders & denoising", "Robustness lab", "Latent explorer", "Train",
+                  "Model zoo", "Home"]:
+        page.locator("[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']", has_text=title).click()
+        page.wait_for_selector(f"[data-testid='stSidebarNav'] a[aria-current='page']:has-text('{title}')")
+        wait_idle(page)
+        assert page.locator("[data-testid='stException']").count() == 0, title
+        assert page.locator("[data-testid='stAlertContentError']").count() == 0, title

@@ -1,0 +1,115 @@
+"""Streamlit helpers shared by the pages: cached models, the drawing input, digit images and charts."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from mnist_models import WeightsError, load_dataset, registry
+from mnist_models.data import CLASS_NAMES, DataUnavailableError
+from mnist_models.preprocess import BlankDrawingError, PreprocessError, to_mnist
+
+CANVAS_SIZE = 280
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=32)
+def _load(name: str, dataset: str, folder: str, version: str):
+    """One shared instance per weights version; `version` changes when retrained weights are chosen."""
+    return registry.load_from(Path(folder), name, dataset)
+
+
+def model_or_stop(name: str, dataset: str = "mnist"):
+    """The model with the chosen (shipped or retrained) weights; if they are unusable, an error that names the
+    file and the command that rebuilds it, and the page stops (other pages keep working)."""
+    try:
+        folder, version = registry.active_version(name, dataset)
+        return _load(name, dataset, str(folder), version)
+    except WeightsError as err:
+        st.error(f"**{registry.spec(name).title}** ({dataset}) is unavailable: {err}")
+        st.stop()
+
+
+@st.cache_resource(show_spinner="Loading the test set…")
+def _test_set(dataset: str):
+    (_, _), (x_test, y_test) = load_dataset(dataset)
+    return x_test, y_test
+
+
+def test_set_or_stop(dataset: str = "mnist"):
+    try:
+        return _test_set(dataset)
+    except DataUnavailableError as err:
+        st.error(str(err))
+        st.stop()
+
+
+def drawing_input(key: str = "draw") -> np.ndarray | None:
+    """A canvas (stroke width, undo and reset in its toolbar) or an upload → MNIST-style (28, 28), or None.
+
+    The last good drawing is kept in `st.session_state["drawing"]` so the other pages can use it.
+    """
+    from streamlit_drawable_canvas import st_canvas
+
+    mode = st.radio("Input", ["Draw", "Upload"], horizontal=True, key=f"{key}_mode", label_visibility="collapsed")
+    raw_key = f"{key}_raw"
+    if mode == "Draw":
+        stroke = st.slider("Stroke width", 8, 40, 22, key=f"{key}_stroke")
+        result = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
+                           height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
+                           return_image_data=True, key=f"{key}_canvas")
+        if result is not None and result.image_data is not None:
+            st.session_state[raw_key] = result.image_data
+        source = st.session_state.get(raw_key)
+        st.caption("Draw one digit, white on black. The toolbar above the canvas has undo, redo and reset (bin).")
+    else:
+        source = st.file_uploader("Upload a picture of one digit", type=["png", "jpg", "jpeg", "bmp", "gif",
+                                                                         "webp"], key=f"{key}_upload")
+    if source is None:
+        st.info("✏️ Draw a digit above (or upload one) to see what the models make of it.")
+        return None
+    try:
+        image = to_mnist(source)
+    except BlankDrawingError:
+        st.info("✏️ The canvas is empty: draw a digit to see what the models make of it.")
+        return None
+    except PreprocessError as err:
+        st.error(f"That input could not be used: {err}")
+        return None
+    st.session_state["drawing"] = image
+    return image
+
+
+def digit_png(image: np.ndarray, size: int = 140) -> bytes:
+    """A (28, 28) float image in [0, 1] → PNG bytes, upscaled without blurring."""
+    pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def grid_png(images: np.ndarray, cell: int = 56) -> bytes:
+    """(rows, cols, 28, 28) → one PNG mosaic."""
+    rows, cols = images.shape[:2]
+    mosaic = images.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)
+    pixels = (np.clip(mosaic, 0, 1) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).resize((cols * cell, rows * cell), Image.Resampling.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def show_digit(image: np.ndarray, caption: str, size: int = 140) -> None:
+    st.image(digit_png(image, size), caption=caption, width=size)
+
+
+def probability_chart(series: dict[str, np.ndarray], dataset: str = "mnist") -> go.Figure:
+    names = CLASS_NAMES[dataset]
+    fig = go.Figure([go.Bar(name=label, x=names, y=probs, hovertemplate="%{x}: %{y:.1%}<extra>" + label +
+                            "</extra>") for label, probs in series.items()])
+    fig.update_layout(barmode="group", height=280, margin=dict(l=10, r=10, t=10, b=10),
+                      yaxis=dict(range=[0, 1], tickformat=".0%"), legend=dict(orientation="h", y=1.12))
+    return fig
