@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from .autoencoders import Autoencoder
@@ -154,12 +155,14 @@ def save(model: ZooModel, folder: Path, entry: dict) -> dict[str, Path]:
     return written
 
 
-def clean_orphans(folder: Path) -> list[Path]:
-    """Remove temp files and weights files no manifest entry points at (left by a killed save)."""
+def clean_orphans(folder: Path, min_age_s: float = 600) -> list[Path]:
+    """Remove temp files and weights files no manifest entry points at (left by a killed save). Files younger
+    than `min_age_s` are kept: they may belong to a save in progress, e.g. a CLI training in the same folder."""
     if not folder.is_dir():
         return []
     referenced = {w["file"] for entry in read_manifest(folder).values() for w in entry.get("weights", {}).values()}
-    removed = {p for p in folder.glob("*.weights.h5") if p.name not in referenced} | set(folder.glob(".*.tmp*"))
+    candidates = {p for p in folder.glob("*.weights.h5") if p.name not in referenced} | set(folder.glob(".*.tmp*"))
+    removed = {p for p in candidates if time.time() - p.stat().st_mtime >= min_age_s}
     for path in removed:
         path.unlink(missing_ok=True)
     return sorted(removed)
