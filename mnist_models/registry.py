@@ -100,19 +100,24 @@ def _manifest_lock(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _write_json_atomic(path: Path, data: dict) -> None:
+    """Temp file in the same folder, then os.replace: readers see the old file or the new one, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def update_manifest(key: str, entry: dict, folder: Path = WEIGHTS_DIR) -> None:
     """Read-modify-write one entry under a file lock; the file itself is replaced atomically."""
     with _manifest_lock(folder):
         manifest = read_manifest(folder)
         manifest[key] = entry
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(dict(sorted(manifest.items())), f, indent=2, sort_keys=False)
-                f.write("\n")
-            os.replace(tmp, folder / MANIFEST_NAME)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        _write_json_atomic(folder / MANIFEST_NAME, dict(sorted(manifest.items())))
 
 
 # --- loading -----------------------------------------------------------------------------------------------
@@ -217,25 +222,22 @@ def choose_user_weights(name: str, dataset: str, use: bool) -> None:
     if use and key not in read_manifest(USER_WEIGHTS_DIR):
         raise WeightsError(f"there are no retrained weights for {name} on {dataset} yet")
     with _manifest_lock(USER_WEIGHTS_DIR):
-        choices = {**_read_choices(), key: use}
-        fd, tmp = tempfile.mkstemp(dir=USER_WEIGHTS_DIR, prefix=".choices.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(choices, f, indent=2)
-            os.replace(tmp, USER_WEIGHTS_DIR / CHOICES_NAME)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        _write_json_atomic(USER_WEIGHTS_DIR / CHOICES_NAME, {**_read_choices(), key: use})
 
 
 def active_folder(name: str, dataset: str = "mnist") -> Path:
     return USER_WEIGHTS_DIR if uses_user_weights(name, dataset) else WEIGHTS_DIR
 
 
+def _fingerprint(folder: Path, name: str, dataset: str) -> str:
+    """Changes with every save of this model in `folder` (the files are content-addressed)."""
+    return json.dumps(read_manifest(folder).get(stem(name, dataset), {}).get("weights", {}), sort_keys=True)
+
+
 def active_version(name: str, dataset: str = "mnist") -> tuple[Path, str]:
-    """(folder, fingerprint) of the weights the app should use now; the fingerprint changes with every save."""
+    """(folder, fingerprint) of the weights the app should use now."""
     folder = active_folder(name, dataset)
-    entry = read_manifest(folder).get(stem(name, dataset), {})
-    return folder, json.dumps(entry.get("weights", {}), sort_keys=True)
+    return folder, _fingerprint(folder, name, dataset)
 
 
 _cache: dict[tuple[str, str, str, str], ZooModel] = {}
@@ -245,11 +247,8 @@ _cache_lock = threading.Lock()
 def load(name: str, dataset: str = "mnist", folder: Path | None = None) -> ZooModel:
     """The model `name` for `dataset` with the chosen (shipped or user) weights, or those in `folder`; loaded
     once per version per process and shared (thread-safe)."""
-    if folder is None:
-        folder, version = active_version(name, dataset)
-    else:
-        version = json.dumps(read_manifest(folder).get(stem(name, dataset), {}).get("weights", {}), sort_keys=True)
-    key = (name, dataset, str(folder), version)
+    folder = folder or active_folder(name, dataset)
+    key = (name, dataset, str(folder), _fingerprint(folder, name, dataset))
     with _cache_lock:
         if key not in _cache:
             _cache[key] = load_from(folder, name, dataset)
