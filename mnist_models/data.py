@@ -137,8 +137,7 @@ def _fetch_mnist(progress: Progress | None) -> tuple[Split, Split]:
     if KERAS_MNIST.is_file():
         _say(progress, f"mnist: reading the Keras cache {KERAS_MNIST}")
         try:
-            with np.load(KERAS_MNIST, allow_pickle=False) as f:
-                return (f["x_train"], f["y_train"].astype(np.int64)), (f["x_test"], f["y_test"].astype(np.int64))
+            return _read_npz(KERAS_MNIST)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             tried.append(f"Keras cache {KERAS_MNIST} (unreadable: {err})")
     else:
