@@ -18,6 +18,11 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
+# Keras numbers auto-named layers ("leaky_re_lu_3") from process-wide counters without a lock: two sessions
+# building models at once can get the same name twice, which Keras then refuses. Build one model at a time.
+_BUILD_LOCK = threading.Lock()
+
+
 @dataclasses.dataclass
 class Config:
     """A small dataclass that round-trips through JSON (tuples come back as tuples)."""
@@ -49,7 +54,8 @@ class ZooModel:
         self.config = config if config is not None else self.config_class()
         self.dataset = dataset
         self.lock = threading.RLock()  # Keras models are shared across Streamlit sessions
-        self.build()
+        with _BUILD_LOCK:
+            self.build()
 
     def build(self) -> None:
         raise NotImplementedError
@@ -72,6 +78,17 @@ class ZooModel:
         """A function that draws a (rows, cols, 28, 28) grid of what the model makes now (shown after each
         epoch while training), or None for models that do not draw."""
         return None
+
+    def training_callbacks(self) -> list:
+        """Keras callbacks the model itself needs while training (e.g. recording per-epoch samples)."""
+        return []
+
+    def artifacts(self) -> dict[str, np.ndarray]:
+        """Arrays saved beside the weights (one .npz), such as per-epoch sample grids; {} for none."""
+        return {}
+
+    def load_artifacts(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
 
     def load_weights(self, files: dict[str, Path]) -> None:
         for part, network in self.parts().items():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,7 +36,18 @@ def _train(args) -> int:
     n_train = args.train_size or 60000
     progress = training.TerminalProgress(training.steps_per_epoch(settings, n_train), settings.epochs)
     print(f"Training {settings.model} on {settings.dataset}: {settings.to_dict()}", flush=True)
-    result = training.train(settings, out_dir=out, callbacks=[progress], resume=args.resume)
+    stop = threading.Event()
+
+    def stop_gracefully(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print("\nStopping after this batch; the model is scored and saved. Press Ctrl-C again to abandon it.",
+              flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, stop_gracefully)
+    signal.signal(signal.SIGTERM, stop_gracefully)
+    result = training.train(settings, out_dir=out, callbacks=[progress], stop_event=stop, resume=args.resume)
     print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
                       "epochs_completed": result.epochs_completed,
                       "files": [str(p) for p in result.files.values()]}, indent=2))

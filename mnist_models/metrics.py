@@ -1,4 +1,5 @@
-"""Image-quality metrics on float images (N, 28, 28) in [0, 1]: per-image PSNR and SSIM, averaged."""
+"""Image-quality metrics: per-image PSNR and SSIM on float images (N, 28, 28) in [0, 1], and classifier-based
+Fréchet distance and inception score for generated samples."""
 
 from __future__ import annotations
 
@@ -27,3 +28,31 @@ def ssim_per_image(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean per-image SSIM (scikit-image, 7×7 window, data range 1)."""
     return float(np.mean(ssim_per_image(a, b)))
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (FID, here on the project CNN's
+    penultimate features, as TF-GAN's `mnist_frechet_distance` does with its MNIST classifier).
+
+    ‖μa − μb‖² + Tr(Σa + Σb − 2 (Σa Σb)^½), with Tr((Σa Σb)^½) from the eigenvalues of Σa^½ Σb Σa^½, which is
+    symmetric, so numpy's `eigh` suffices and no complex square root appears.
+    """
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_a)
+    sqrt_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+    trace_sqrt = np.sum(np.sqrt(np.clip(cross, 0, None)))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)
+
+
+def inception_score(probs: np.ndarray, splits: int = 10) -> float:
+    """exp(E_x KL(p(y|x) ‖ p(y))) on a classifier's softmax, averaged over `splits` chunks (as Salimans et al.):
+    high when every sample is classified confidently and the classes are balanced; at most the class count."""
+    probs = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
+    scores = []
+    for chunk in np.array_split(probs, splits):
+        marginal = chunk.mean(axis=0, keepdims=True)
+        scores.append(np.exp(np.mean(np.sum(chunk * (np.log(chunk) - np.log(marginal)), axis=1))))
+    return float(np.mean(scores))

@@ -12,11 +12,14 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .autoencoders import Autoencoder
 from .base import ZooModel
 from .capsnet import CapsNet
 from .classifiers import CNNClassifier
 from .data import sha256_file
+from .gans import GAN
 from .vae import VAE
 
 WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_WEIGHTS") or Path(__file__).resolve().parent.parent / "weights")
@@ -55,6 +58,14 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder", epochs=8, lr_decay=0.85,
                   config={"kind": "denoising"}),
         ModelSpec("vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent", epochs=30, lr_decay=0.97),
+        ModelSpec("gan_mlp", GAN, ("mnist",), "MLP GAN", epochs=20, learning_rate=2e-4,
+                  config={"kind": "mlp"}),
+        ModelSpec("dcgan", GAN, ("mnist",), "DCGAN", epochs=10, learning_rate=2e-4, config={"kind": "dcgan"}),
+        ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
+                  config={"kind": "acgan"}),
+        ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10,
+                  learning_rate=2e-4, config={"kind": "aeacgan", "noise": "uniform", "real_label": 0.9,
+                                              "fake_label": 0.1, "input_noise": 0.05}),
     ]
 }
 
@@ -131,6 +142,19 @@ def build(name: str, dataset: str = "mnist", config: dict | None = None) -> ZooM
     return cls(cls.config_class.from_dict({**model_spec.config, **(config or {})}), dataset=dataset)
 
 
+def _write_content_addressed(folder: Path, prefix: str, suffix: str, write) -> Path:
+    """`write(tmp_path)` into a temp file in `folder`, then rename it to `{prefix}-{sha256[:12]}{suffix}`."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{prefix}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    try:
+        write(tmp)
+        final = folder / f"{prefix}-{sha256_file(Path(tmp))[:12]}{suffix}"
+        os.replace(tmp, final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return final
+
+
 def save(model: ZooModel, folder: Path, entry: dict) -> dict[str, Path]:
     """Save every part and its manifest entry so that a crash at any moment leaves the previous weights loadable.
 
@@ -141,23 +165,28 @@ def save(model: ZooModel, folder: Path, entry: dict) -> dict[str, Path]:
     key = stem(entry["model"], entry["dataset"])
     written, weights = {}, {}
     for part, network in model.parts().items():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}-{part}.", suffix=".tmp.weights.h5")
-        os.close(fd)
-        try:
-            network.save_weights(tmp, overwrite=True)
-            digest = sha256_file(Path(tmp))
-            final = folder / f"{key}-{part}-{digest[:12]}.weights.h5"
-            os.replace(tmp, final)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        final = _write_content_addressed(folder, f"{key}-{part}", ".weights.h5",
+                                         lambda tmp, net=network: net.save_weights(tmp, overwrite=True))
         written[part] = final
-        weights[part] = {"file": final.name, "sha256": digest}
-    update_manifest(key, {**entry, "weights": weights}, folder)
+        weights[part] = {"file": final.name, "sha256": sha256_file(final)}
+    extra = {}
+    arrays = model.artifacts()
+    if arrays:
+        final = _write_content_addressed(folder, f"{key}-artifacts", ".npz",
+                                         lambda tmp: np.savez_compressed(tmp, **arrays))
+        written["artifacts"] = final
+        extra["artifacts"] = {"file": final.name, "sha256": sha256_file(final)}
+    update_manifest(key, {**entry, "weights": weights, **extra}, folder)
     keep = {path.name for path in written.values()}
-    for old in folder.glob(f"{key}-*.weights.h5"):
+    for old in [*folder.glob(f"{key}-*.weights.h5"), *folder.glob(f"{key}-artifacts-*.npz")]:
         if old.name not in keep:
             old.unlink(missing_ok=True)
     return written
+
+
+def entry_files(entry: dict) -> list[dict]:
+    """The {file, sha256} records of one manifest entry: every weights part and the artifacts, if any."""
+    return [*entry.get("weights", {}).values(), *([entry["artifacts"]] if "artifacts" in entry else [])]
 
 
 def clean_orphans(folder: Path, min_age_s: float = 600) -> list[Path]:
@@ -165,8 +194,9 @@ def clean_orphans(folder: Path, min_age_s: float = 600) -> list[Path]:
     than `min_age_s` are kept: they may belong to a save in progress, e.g. a CLI training in the same folder."""
     if not folder.is_dir():
         return []
-    referenced = {w["file"] for entry in read_manifest(folder).values() for w in entry.get("weights", {}).values()}
-    candidates = {p for p in folder.glob("*.weights.h5") if p.name not in referenced} | set(folder.glob(".*.tmp*"))
+    referenced = {f["file"] for entry in read_manifest(folder).values() for f in entry_files(entry)}
+    saved = [*folder.glob("*.weights.h5"), *folder.glob("*-artifacts-*.npz")]
+    candidates = {p for p in saved if p.name not in referenced} | set(folder.glob(".*.tmp*"))
     removed = {p for p in candidates if time.time() - p.stat().st_mtime >= min_age_s}
     for path in removed:
         path.unlink(missing_ok=True)
@@ -181,23 +211,33 @@ def load_from(folder: Path, name: str, dataset: str = "mnist") -> ZooModel:
     if entry is None:
         raise WeightsError(f"no trained weights for {name} on {dataset} in {folder}; {fix}")
     model = build(name, dataset, entry.get("config"))
-    files = {}
-    for part in model.parts():
-        recorded = entry.get("weights", {}).get(part)
-        if recorded is None:
-            raise WeightsError(f"{folder / MANIFEST_NAME} lists no '{part}' weights for {key}; {fix}")
+    def verified(recorded: dict) -> Path:
         path = folder / recorded["file"]
         if not path.is_file():
             raise WeightsError(f"weights file {path} is missing; {fix}")
         if recorded["sha256"] != sha256_file(path):
             raise WeightsError(f"weights file {path} does not match the sha256 in {folder / MANIFEST_NAME} "
                                f"(changed or truncated); {fix}")
-        files[part] = path
+        return path
+
+    files = {}
+    for part in model.parts():
+        recorded = entry.get("weights", {}).get(part)
+        if recorded is None:
+            raise WeightsError(f"{folder / MANIFEST_NAME} lists no '{part}' weights for {key}; {fix}")
+        files[part] = verified(recorded)
     try:
         model.load_weights(files)
     except (OSError, ValueError, KeyError) as err:
         raise WeightsError(f"weights in {', '.join(map(str, files.values()))} do not fit the {name} "
                            f"architecture ({err}); {fix}") from err
+    if "artifacts" in entry:
+        path = verified(entry["artifacts"])
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                model.load_artifacts({k: arrays[k] for k in arrays.files})
+        except (OSError, ValueError) as err:
+            raise WeightsError(f"{path} is unreadable ({err}); {fix}") from err
     return model
 
 

@@ -177,7 +177,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     dataset = model.train_dataset(x_train, y_train, settings.batch_size, settings.seed)
 
     timer, nan_guard = EpochTimer(), StopOnNaN()
-    all_callbacks = [timer, nan_guard, *callbacks]
+    all_callbacks = [timer, nan_guard, *model.training_callbacks(), *callbacks]
     if stop_event is not None:
         all_callbacks.append(StopOnEvent(stop_event))
     started = time.perf_counter()

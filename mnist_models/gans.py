@@ -1,0 +1,403 @@
+"""GANs: MLP GAN, DCGAN, ACGAN and AE-AC-GAN, one `keras.Model` subclass with a `train_step` for all four.
+
+The kinds differ only in their sub-networks and a few switches (following keras.io's DCGAN and conditional-GAN
+examples, and the E/F/MNIST AE-AC-GAN recipe):
+- `mlp`: dense generator and discriminator.
+- `dcgan`: transposed convolutions up from 7×7; a strided-conv discriminator. No BatchNorm anywhere: LeakyReLU
+  and Dropout train stably here, as the AE-AC-GAN recipe says.
+- `acgan`: the same conv nets, the class one-hot joined to the noise, and an auxiliary class head on the
+  discriminator; both players also minimise the class cross-entropy.
+- `aeacgan`: ACGAN plus an encoder that maps an image to the generator's noise input, so the generator doubles
+  as a decoder (MAE reconstruction); uniform [0, 1] noise, labels smoothed to 0.9 / 0.1, Gaussian noise
+  (stddev 0.05) on the discriminator's input.
+Inside, images are tanh outputs in [-1, 1]; every public method takes and returns float32 [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from .base import Config, ZooModel, as_images, predict_batches, to_float
+
+KINDS = ("mlp", "dcgan", "acgan", "aeacgan")
+SAMPLE_ROWS, SAMPLE_COLS = 10, 10  # the fixed-noise grid saved after every epoch
+
+
+@dataclasses.dataclass
+class GANConfig(Config):
+    kind: str = "dcgan"
+    latent_dim: int = 100
+    width: int = 24  # channels of the conv nets' first level (doubled at the next); units/8 of the MLP's
+    dropout: float = 0.3
+    noise: str = "normal"  # "normal": z ~ N(0, I); "uniform": z ~ U[0, 1] (the AE-AC-GAN recipe)
+    real_label: float = 0.9  # one-sided label smoothing by default
+    fake_label: float = 0.0
+    input_noise: float = 0.0  # stddev of Gaussian noise added to the discriminator's input (training only)
+    reconstruction_weight: float = 10.0  # aeacgan: weight of the MAE reconstruction term in the G/E loss
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"GAN kind must be one of {KINDS}, got {self.kind!r}")
+        if self.noise not in ("normal", "uniform"):
+            raise ValueError(f"noise must be 'normal' or 'uniform', got {self.noise!r}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.kind in ("acgan", "aeacgan")
+
+
+def _generator_inputs(config: GANConfig):
+    z = keras.Input((config.latent_dim,), name="z")
+    if not config.conditional:
+        return [z], z
+    label = keras.Input((), dtype="int32", name="label")
+    one_hot = layers.Lambda(lambda t: ops.one_hot(t, 10), output_shape=(10,))(label)
+    return [z, label], layers.Concatenate()([z, one_hot])
+
+
+def build_generator(config: GANConfig) -> keras.Model:
+    """(z[, label]) → image (28, 28) in [-1, 1]."""
+    inputs, x = _generator_inputs(config)
+    if config.kind == "mlp":
+        for units in (config.width * 8, config.width * 16, config.width * 32):
+            x = layers.LeakyReLU(0.2)(layers.Dense(units)(x))
+        x = layers.Dense(784, activation="tanh")(x)
+    else:
+        w = config.width
+        x = layers.LeakyReLU(0.2)(layers.Dense(7 * 7 * 4 * w)(x))
+        x = layers.Reshape((7, 7, 4 * w))(x)
+        x = layers.LeakyReLU(0.2)(layers.Conv2DTranspose(2 * w, 4, strides=2, padding="same")(x))
+        x = layers.LeakyReLU(0.2)(layers.Conv2DTranspose(w, 4, strides=2, padding="same")(x))
+        x = layers.Conv2D(1, 3, padding="same", activation="tanh")(x)
+    return keras.Model(inputs, layers.Reshape((28, 28))(x), name="generator")
+
+
+def _image_features(config: GANConfig, name: str, dropout: bool = True):
+    """Shared trunk of the discriminator and the encoder: image (28, 28) → flat features."""
+    image = keras.Input((28, 28), name="image")
+    x = layers.Reshape((28, 28, 1))(image)
+    if config.input_noise and name == "discriminator":
+        x = layers.GaussianNoise(config.input_noise)(x)
+    if config.kind == "mlp":
+        x = layers.Flatten()(x)
+        for units in (config.width * 16, config.width * 8):
+            x = layers.LeakyReLU(0.2)(layers.Dense(units)(x))
+            x = layers.Dropout(config.dropout)(x) if dropout else x
+        return image, x
+    for filters in (2 * config.width, 4 * config.width):
+        x = layers.LeakyReLU(0.2)(layers.Conv2D(filters, 4, strides=2, padding="same")(x))
+        x = layers.Dropout(config.dropout)(x) if dropout else x
+    return image, layers.Flatten()(x)
+
+
+def build_discriminator(config: GANConfig) -> keras.Model:
+    """image → real/fake logit (and, for the conditional kinds, 10 class logits)."""
+    image, features = _image_features(config, "discriminator")
+    outputs = [layers.Dense(1, name="real_fake")(features)]
+    if config.conditional:
+        outputs.append(layers.Dense(10, name="class")(features))
+    return keras.Model(image, outputs, name="discriminator")
+
+
+def build_encoder(config: GANConfig) -> keras.Model:
+    """image → the generator's noise input (sigmoid: uniform noise lives in [0, 1])."""
+    image, features = _image_features(config, "encoder", dropout=False)
+    activation = "sigmoid" if config.noise == "uniform" else None
+    return keras.Model(image, layers.Dense(config.latent_dim, activation=activation)(features), name="encoder")
+
+
+def sample_noise(config: GANConfig, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if config.noise == "uniform":
+        return rng.uniform(size=(n, config.latent_dim)).astype(np.float32)
+    return rng.normal(size=(n, config.latent_dim)).astype(np.float32)
+
+
+class AdversarialNetwork(keras.Model):
+    """Trains generator and discriminator (and encoder) with two Adam optimizers, one step each per batch."""
+
+    def __init__(self, config: GANConfig, generator, discriminator, encoder=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config, self.generator, self.discriminator, self.encoder = config, generator, discriminator, encoder
+        self.seed_generator = keras.random.SeedGenerator(7)
+        names = ["d_loss", "g_loss", "d_real", "d_fake"]
+        if config.conditional:
+            names.append("class_accuracy")  # how often the discriminator's class head names the asked class
+        if encoder is not None:
+            names.append("reconstruction_mae")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, learning_rate):
+        super().compile()
+        self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
+        self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    def _noise(self, batch):
+        shape = (batch, self.config.latent_dim)
+        if self.config.noise == "uniform":
+            return keras.random.uniform(shape, seed=self.seed_generator)
+        return keras.random.normal(shape, seed=self.seed_generator)
+
+    def _discriminate(self, images):
+        outputs = self.discriminator(images, training=True)
+        return outputs if self.config.conditional else (outputs, None)
+
+    def train_step(self, data):
+        images, labels = data  # images in [-1, 1]
+        batch = ops.shape(images)[0]
+        cfg = self.config
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        cce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if cfg.conditional:
+            fake_classes = keras.random.randint((batch,), 0, 10, seed=self.seed_generator)
+            gen_inputs = [self._noise(batch), fake_classes]
+        else:
+            gen_inputs = self._noise(batch)
+
+        with tf.GradientTape() as tape:
+            fakes = self.generator(gen_inputs, training=True)
+            real_logit, real_class = self._discriminate(images)
+            fake_logit, fake_class = self._discriminate(fakes)
+            d_loss = (bce(ops.full_like(real_logit, cfg.real_label), real_logit)
+                      + bce(ops.full_like(fake_logit, cfg.fake_label), fake_logit))
+            if cfg.conditional:
+                d_loss += cce(labels, real_class) + cce(fake_classes, fake_class)
+        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
+        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights, strict=True))
+
+        g_weights = self.generator.trainable_weights + (self.encoder.trainable_weights if self.encoder else [])
+        with tf.GradientTape() as tape:
+            fakes = self.generator(gen_inputs, training=True)
+            fake_logit, fake_class = self._discriminate(fakes)
+            g_loss = bce(ops.ones_like(fake_logit), fake_logit)
+            if cfg.conditional:
+                g_loss += cce(fake_classes, fake_class)
+            if self.encoder is not None:
+                codes = self.encoder(images, training=True)
+                reconstruction = self.generator([codes, labels], training=True)
+                mae = ops.mean(ops.abs(reconstruction - images))
+                g_loss += cfg.reconstruction_weight * mae
+                self.trackers["reconstruction_mae"].update_state(mae / 2)  # in [0, 1] pixel units
+        grads = tape.gradient(g_loss, g_weights)
+        self.g_optimizer.apply_gradients(zip(grads, g_weights, strict=True))
+
+        self.trackers["d_loss"].update_state(d_loss)
+        self.trackers["g_loss"].update_state(g_loss)
+        self.trackers["d_real"].update_state(ops.mean(ops.sigmoid(real_logit)))
+        self.trackers["d_fake"].update_state(ops.mean(ops.sigmoid(fake_logit)))
+        if cfg.conditional:
+            hits = ops.cast(ops.equal(ops.argmax(fake_class, axis=-1), fake_classes), "float32")
+            self.trackers["class_accuracy"].update_state(ops.mean(hits))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+class EvolutionRecorder(keras.callbacks.Callback):
+    """After every epoch, draws the fixed-noise grid (what the originals saved as per-epoch PNGs / GIFs)."""
+
+    def __init__(self, gan: GAN):
+        super().__init__()
+        self.gan = gan
+
+    def on_epoch_end(self, epoch, logs=None):
+        grid = self.gan.sample_grid()
+        self.gan.evolution.append(np.round(grid * 255).astype(np.uint8))
+
+
+class GAN(ZooModel):
+    config_class = GANConfig
+    key_metric = "fid"
+    higher_is_better = False
+
+    def build(self) -> None:
+        cfg = self.config
+        self.generator, self.discriminator = build_generator(cfg), build_discriminator(cfg)
+        self.encoder = build_encoder(cfg) if cfg.kind == "aeacgan" else None
+        self.network = AdversarialNetwork(cfg, self.generator, self.discriminator, self.encoder, name=cfg.kind)
+        images = tf.TensorSpec((None, 28, 28), tf.float32)
+        noise = tf.TensorSpec((None, cfg.latent_dim), tf.float32)
+        self._generate = tf.function(lambda inputs: self.generator(inputs, training=False), input_signature=[
+            [noise, tf.TensorSpec((None,), tf.int32)] if cfg.conditional else noise])
+        self._discriminate = tf.function(lambda x: self.discriminator(x, training=False), input_signature=[images])
+        if self.encoder is not None:
+            self._encode = tf.function(lambda x: self.encoder(x, training=False), input_signature=[images])
+        self.evolution: list[np.ndarray] = []  # uint8 fixed-noise grids, one per trained epoch
+        self.loss_history: dict[str, list[float]] = {}
+
+    def parts(self) -> dict[str, keras.Model]:
+        parts = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.encoder is not None:
+            parts["encoder"] = self.encoder
+        return parts
+
+    def compile(self, learning_rate) -> keras.Model:
+        self.network.compile(learning_rate)
+        return self.network
+
+    def train_dataset(self, x, y, batch_size, seed):
+        images = to_float(x) * 2.0 - 1.0
+        ds = tf.data.Dataset.from_tensor_slices((images, y.astype(np.int32))).shuffle(len(x), seed=seed)
+        return ds.batch(batch_size, drop_remainder=len(x) >= batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def training_callbacks(self) -> list[keras.callbacks.Callback]:
+        return [EvolutionRecorder(self), BatchLossRecorder(self)]
+
+    def artifacts(self) -> dict[str, np.ndarray]:
+        """Saved beside the weights: the per-epoch sample grids and the per-batch loss curves."""
+        out = {f"loss_{k}": np.asarray(v, np.float32) for k, v in self.loss_history.items()}
+        if self.evolution:
+            out["evolution"] = np.stack(self.evolution)
+        return out
+
+    def load_artifacts(self, arrays: dict[str, np.ndarray]) -> None:
+        self.evolution = list(arrays.get("evolution", []))
+        self.loss_history = {k[5:]: v.tolist() for k, v in arrays.items() if k.startswith("loss_")}
+
+    def preview_images(self, x_uint8):
+        return lambda: self.sample_grid()[:4]
+
+    # --- inference --------------------------------------------------------------------------------------
+
+    def _run_generator(self, z: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+        inputs = tf.convert_to_tensor(z, tf.float32)
+        if self.config.conditional:
+            if classes is None:
+                classes = np.arange(len(z)) % 10
+            inputs = [inputs, tf.convert_to_tensor(np.asarray(classes, np.int32))]
+        with self.lock:
+            images = self._generate(inputs).numpy()
+        return np.clip((images + 1.0) / 2.0, 0.0, 1.0)
+
+    def generate(self, n: int, seed: int = 0) -> np.ndarray:
+        """n images (n, 28, 28) in [0, 1]; conditional models draw their classes uniformly from the seed."""
+        if not 1 <= n <= 10000:
+            raise ValueError(f"n must be 1–10000, got {n}")
+        classes = np.random.default_rng(seed + 1).integers(0, 10, n) if self.config.conditional else None
+        return self._run_generator(sample_noise(self.config, n, seed), classes)
+
+    def generate_class(self, classes, seed: int = 0) -> np.ndarray:
+        """One image per requested class (0–9), each with its own noise from `seed`."""
+        self._require_conditional()
+        classes = np.asarray(classes, np.int64).reshape(-1)
+        if classes.size == 0 or classes.min() < 0 or classes.max() > 9:
+            raise ValueError("classes must be integers 0–9")
+        return self._run_generator(sample_noise(self.config, len(classes), seed), classes)
+
+    def class_sweep(self, seed: int = 0) -> np.ndarray:
+        """The same noise vector drawn as each of the 10 classes: style stays, class changes."""
+        self._require_conditional()
+        z = np.repeat(sample_noise(self.config, 1, seed), 10, axis=0)
+        return self._run_generator(z, np.arange(10))
+
+    def interpolate(self, a: int, b: int, steps: int = 8, label: int | None = None) -> np.ndarray:
+        """Images along the straight line between the noise vectors of seeds `a` and `b` (same class)."""
+        za, zb = sample_noise(self.config, 1, a)[0], sample_noise(self.config, 1, b)[0]
+        z = np.stack([za + t * (zb - za) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
+        if not self.config.conditional:
+            return self._run_generator(z)
+        label = int(np.random.default_rng(a + 1).integers(0, 10)) if label is None else int(label)
+        return self._run_generator(z, np.full(steps, label))
+
+    def render_number(self, text: str, seed: int = 0) -> np.ndarray:
+        """A typed number written as one row of generated handwriting: (28, 28·len) in [0, 1]."""
+        self._require_conditional()
+        digits = str(text).strip()
+        if not digits or not digits.isdigit() or not digits.isascii() or len(digits) > 40:
+            raise ValueError("type 1–40 digits (0–9), e.g. 2026")
+        images = self.generate_class([int(c) for c in digits], seed)
+        return np.concatenate(list(images), axis=1)
+
+    def sample_grid(self) -> np.ndarray:
+        """The fixed-noise grid (10, 10, 28, 28): for conditional models, row r is noise r, column c class c."""
+        if self.config.conditional:
+            z = np.repeat(sample_noise(self.config, SAMPLE_ROWS, 2024), SAMPLE_COLS, axis=0)
+            images = self._run_generator(z, np.tile(np.arange(SAMPLE_COLS), SAMPLE_ROWS))
+        else:
+            images = self._run_generator(sample_noise(self.config, SAMPLE_ROWS * SAMPLE_COLS, 2024))
+        return images.reshape(SAMPLE_ROWS, SAMPLE_COLS, 28, 28)
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """The discriminator's class head (conditional models): probabilities (N, 10)."""
+        self._require_conditional()
+        with self.lock:
+            _, logits = self._discriminate(tf.convert_to_tensor(as_images(images) * 2.0 - 1.0))
+        return tf.nn.softmax(logits).numpy()
+
+    def autoencode(self, images: np.ndarray, classes=None) -> np.ndarray:
+        """AE-AC-GAN: encode to the generator's noise input and draw it back, as the discriminator's class (or
+        the given one)."""
+        if self.encoder is None:
+            raise ValueError(f"{self.config.kind} has no encoder; autoencode needs the AE-AC-GAN")
+        batch = as_images(images)
+        if classes is None:
+            classes = self.classify(batch).argmax(axis=1)
+        with self.lock:
+            codes = self._encode(tf.convert_to_tensor(batch * 2.0 - 1.0)).numpy()
+        return self._run_generator(codes, np.broadcast_to(np.asarray(classes), (len(batch),)))
+
+    def _require_conditional(self) -> None:
+        if not self.config.conditional:
+            raise ValueError(f"the {self.config.kind} GAN is unconditional: it cannot be asked for a class")
+
+    # --- scoring ----------------------------------------------------------------------------------------
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, n: int = 10000) -> dict[str, float]:
+        """Classifier-based FID / inception score of n samples against the test set, with the real-data floor
+        (training images vs test images) beside them, scored by the shipped CNN of the same dataset."""
+        from . import metrics, registry
+        from .data import load_dataset
+
+        scorer = registry.load_from(registry.WEIGHTS_DIR, "cnn", self.dataset)
+        (x_train, _), _ = load_dataset(self.dataset)
+        real_test, real_train = to_float(x[:n]), to_float(x_train[:n])
+        fakes = self.generate(n, seed=99)
+        test_probs, test_features = predict_batches(scorer.classify_with_features, real_test)
+        _, train_features = predict_batches(scorer.classify_with_features, real_train)
+        fake_probs, fake_features = predict_batches(scorer.classify_with_features, fakes)
+        counts = np.bincount(fake_probs.argmax(axis=1), minlength=10) / len(fake_probs)
+        result = {
+            "fid": metrics.frechet_distance(fake_features, test_features),
+            "fid_real": metrics.frechet_distance(train_features, test_features),
+            "inception_score": metrics.inception_score(fake_probs),
+            "inception_score_real": metrics.inception_score(test_probs),
+            "class_fraction_min": float(counts.min()),
+            "class_fraction_max": float(counts.max()),
+            "samples": int(n),
+        }
+        if self.config.conditional:
+            asked = np.arange(n) % 10
+            (probs,) = predict_batches(
+                lambda idx: (scorer.classify(self.generate_class(asked[idx], seed=5 + int(idx[0]))),),
+                                       np.arange(n))
+            result["class_accuracy"] = float(np.mean(probs.argmax(axis=1) == asked))
+        if self.encoder is not None:
+            (recon,) = predict_batches(lambda b: (self.autoencode(b),), real_test)
+            result["reconstruction_mae"] = float(np.mean(np.abs(recon - real_test)))
+        return result
+
+
+class BatchLossRecorder(keras.callbacks.Callback):
+    """Keeps the running losses every 20 batches: the learning curves the originals plotted."""
+
+    EVERY = 20
+
+    def __init__(self, gan: GAN):
+        super().__init__()
+        self.gan = gan
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch % self.EVERY == 0 and logs:
+            for key in ("d_loss", "g_loss"):
+                if key in logs:
+                    self.gan.loss_history.setdefault(key, []).append(float(logs[key]))

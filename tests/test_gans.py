@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+
+from mnist_models import metrics, registry
+from mnist_models.gans import GAN, GANConfig
+from mnist_models.training import TrainSettings, train
+
+
+def tiny(kind: str, **overrides) -> GANConfig:
+    base = dict(kind=kind, latent_dim=8, width=4)
+    if kind == "aeacgan":
+        base.update(noise="uniform", real_label=0.9, fake_label=0.1, input_noise=0.05)
+    return GANConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dcgan", "acgan", "aeacgan"])
+def test_shapes_ranges_and_reproducible_seeds(kind):
+    gan = GAN(tiny(kind))
+    images = gan.generate(5, seed=3)
+    assert images.shape == (5, 28, 28) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    np.testing.assert_array_equal(images, gan.generate(5, seed=3))
+    assert not np.array_equal(images, gan.generate(5, seed=4))
+    assert gan.sample_grid().shape == (10, 10, 28, 28)
+    assert gan.interpolate(1, 2, steps=6).shape == (6, 28, 28)
+
+
+@pytest.mark.parametrize("kind", ["acgan", "aeacgan"])
+def test_conditional_api(kind):
+    gan = GAN(tiny(kind))
+    assert gan.generate_class([3, 3, 7], seed=1).shape == (3, 28, 28)
+    assert gan.class_sweep(seed=0).shape == (10, 28, 28)
+    assert gan.render_number("2026", seed=0).shape == (28, 4 * 28)
+    for bad in ["", "12a", "-1", "٣", "9" * 41]:
+        with pytest.raises(ValueError, match="digits"):
+            gan.render_number(bad)
+    with pytest.raises(ValueError, match="0–9"):
+        gan.generate_class([10])
+    assert gan.classify(np.zeros((2, 28, 28))).shape == (2, 10)
+
+
+def test_unconditional_models_refuse_classes():
+    gan = GAN(tiny("dcgan"))
+    with pytest.raises(ValueError, match="unconditional"):
+        gan.generate_class([1])
+    with pytest.raises(ValueError, match="encoder"):
+        gan.autoencode(np.zeros((28, 28)))
+    with pytest.raises(ValueError, match="kind"):
+        GANConfig(kind="stylegan")
+
+
+def test_autoencode_returns_images(mnist_test_float):
+    gan = GAN(tiny("aeacgan"))
+    out = gan.autoencode(mnist_test_float[0][:4])
+    assert out.shape == (4, 28, 28) and 0.0 <= out.min() and out.max() <= 1.0
+    assert gan.autoencode(mnist_test_float[0][:2], classes=5).shape == (2, 28, 28)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "acgan", "aeacgan"])
+def test_train_step_changes_every_network(kind, mnist):
+    (x, y), _ = mnist
+    gan = GAN(tiny(kind))
+    network = gan.compile(2e-4)
+    before = {part: [w.copy() for w in net.get_weights()] for part, net in gan.parts().items()}
+    logs = network.fit(gan.train_dataset(x[:64], y[:64], 32, seed=0), epochs=1, verbose=0).history
+    for part, net in gan.parts().items():
+        changed = [not np.array_equal(a, b) for a, b in zip(before[part], net.get_weights(), strict=True)]
+        assert all(changed), f"{part} weights did not all change"
+    assert {"d_loss", "g_loss", "d_real", "d_fake"} <= set(logs)
+    if kind != "mlp":
+        assert "class_accuracy" in logs
+    if kind == "aeacgan":
+        assert 0 < logs["reconstruction_mae"][0] < 1
+
+
+def test_training_saves_weights_evolution_and_losses_that_round_trip(tmp_path, mnist_test_float):
+    result = train(TrainSettings(model="aeacgan", epochs=2, train_size=256, batch_size=32),
+                   out_dir=tmp_path, config=tiny("aeacgan").to_dict())
+    entry = registry.read_manifest(tmp_path)["aeacgan-mnist"]
+    assert set(entry["weights"]) == {"generator", "discriminator", "encoder"}
+    assert {"fid", "fid_real", "inception_score", "inception_score_real", "class_accuracy",
+            "reconstruction_mae"} <= set(entry["metrics"])
+    assert entry["metrics"]["fid_real"] < entry["metrics"]["fid"]
+    loaded = registry.load_from(tmp_path, "aeacgan")
+    np.testing.assert_allclose(loaded.generate(4, seed=1), result.model.generate(4, seed=1), atol=1e-6)
+    images = mnist_test_float[0][:3]
+    np.testing.assert_allclose(loaded.autoencode(images, classes=1), result.model.autoencode(images, classes=1),
+                               atol=1e-6)
+    assert np.stack(loaded.evolution).shape == (2, 10, 10, 28, 28)
+    assert len(loaded.loss_history["d_loss"]) == 2 * 1  # one point per 20 batches; 8 batches an epoch
+
+
+def test_a_changed_artifacts_file_is_refused(tmp_path):
+    train(TrainSettings(model="gan_mlp", epochs=1, train_size=64, batch_size=32), out_dir=tmp_path,
+          config=tiny("mlp").to_dict())
+    artifacts = tmp_path / registry.read_manifest(tmp_path)["gan_mlp-mnist"]["artifacts"]["file"]
+    artifacts.write_bytes(artifacts.read_bytes()[:100])
+    with pytest.raises(registry.WeightsError, match="sha256"):
+        registry.load_from(tmp_path, "gan_mlp")
+
+
+def test_frechet_distance_and_inception_score(mnist):
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2000, 16))
+    assert metrics.frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6)
+    other = rng.normal(size=(2000, 16))
+    assert metrics.frechet_distance(features, other) < 0.5  # same distribution, sampling noise only
+    assert metrics.frechet_distance(features, other + 3.0) == pytest.approx(16 * 9.0, rel=0.05)
+    confident = np.eye(10)[np.arange(1000) % 10]
+    assert metrics.inception_score(confident) == pytest.approx(10.0, rel=1e-3)
+    assert metrics.inception_score(np.full((1000, 10), 0.1)) == pytest.approx(1.0)
+    assert metrics.inception_score(np.eye(10)[np.zeros(1000, int)]) == pytest.approx(1.0)
+
+
+def test_shipped_cnn_features_separate_real_digits_from_noise(mnist):
+    (x_train, _), (x_test, _) = mnist
+    cnn = registry.load("cnn")
+    _, real_a = cnn.classify_with_features(x_train[:2000] / 255.0)
+    _, real_b = cnn.classify_with_features(x_test[:2000] / 255.0)
+    _, noise = cnn.classify_with_features(np.random.default_rng(0).uniform(size=(2000, 28, 28)))
+    same = metrics.frechet_distance(real_a, real_b)
+    assert same < 0.05 * metrics.frechet_distance(real_a, noise)
