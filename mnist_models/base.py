@@ -17,7 +17,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-
 # Keras numbers auto-named layers ("leaky_re_lu_3") from process-wide counters without a lock: two sessions
 # building models at once can get the same name twice, which Keras then refuses. Build one model at a time.
 _BUILD_LOCK = threading.Lock()

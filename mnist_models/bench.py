@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -73,6 +74,31 @@ def inference_latency(repeats: int) -> dict[str, list[float]]:
     return timings
 
 
+def multiworker_throughput(workers: tuple[int, ...] = (1, 2), train_size: int = 6000, epochs: int = 3,
+                           batch_size: int = 64) -> dict[int, float]:
+    """Training images/s of the CNN with MultiWorkerMirroredStrategy on 1 and on 2 local worker processes.
+
+    Each worker takes `batch_size` per step (the global batch grows with the workers); the rate is the chief's
+    images per second over the epochs after the first (which includes tracing and the cluster's start-up)."""
+    import tempfile
+
+    from . import cluster
+
+    rates = {}
+    for n in workers:
+        with tempfile.TemporaryDirectory() as out:
+            ports = cluster.free_ports(n)
+            args = ["cnn", "--epochs", str(epochs), "--train-size", str(train_size), "--batch-size", str(batch_size),
+                    "--out", out]
+            procs = [cluster.start_worker(ports, i, args, Path(out) / f"worker{i}.log", threads=max(1, 2 // n))
+                     for i in range(n)]
+            if any(p.wait(timeout=900) != 0 for p in procs):
+                raise RuntimeError(f"a worker failed; see the logs in {out}")
+            entry = registry.read_manifest(Path(out))["cnn-mnist"]
+            rates[n] = entry["train_examples"] / float(np.mean(entry["seconds_per_epoch"][1:]))
+    return rates
+
+
 def run(what: str, args) -> int:
     if what == "capsnet":
         rates = capsnet_training(args.batches)
@@ -86,4 +112,9 @@ def run(what: str, args) -> int:
             print(f"{label:28s} {_percentiles(samples)}   ({len(samples)} drawings)")
         direct, predict = (np.percentile(s, 50) for s in timings.values())
         print(f"{'Model.predict / direct':28s} {predict / direct:6.2f}× (p50)")
+    elif what == "multiworker":
+        rates = multiworker_throughput()
+        for n, rate in rates.items():
+            print(f"{n} worker{'s' if n > 1 else ' '} (CNN, batch 64 per worker) {rate:8.1f} images/s")
+        print(f"{'2 workers / 1 worker':36s} {rates[2] / rates[1]:8.2f}×")
     return 0

@@ -31,10 +31,12 @@ def _train(args) -> int:
     settings = training.TrainSettings(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, lr_decay=args.lr_decay, train_size=args.train_size, seed=args.seed,
+        strategy=args.strategy,
     ).resolved()
     out = Path(args.out) if args.out else registry.WEIGHTS_DIR
-    n_train = args.train_size or 60000
-    progress = training.TerminalProgress(training.steps_per_epoch(settings, n_train), settings.epochs)
+    if args.logical_cpus:
+        training.split_cpu(args.logical_cpus)
+    progress = training.TerminalProgress()
     print(f"Training {settings.model} on {settings.dataset}: {settings.to_dict()}", flush=True)
     stop = threading.Event()
 
@@ -47,7 +49,8 @@ def _train(args) -> int:
 
     signal.signal(signal.SIGINT, stop_gracefully)
     signal.signal(signal.SIGTERM, stop_gracefully)
-    result = training.train(settings, out_dir=out, callbacks=[progress], stop_event=stop, resume=args.resume)
+    result = training.train(settings, out_dir=out, callbacks=[progress], stop_event=stop, resume=args.resume,
+                            backup_dir=Path(args.backup_dir) if args.backup_dir else None)
     print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
                       "epochs_completed": result.epochs_completed,
                       "files": [str(p) for p in result.files.values()]}, indent=2))
@@ -122,6 +125,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue from the weights already in the output folder, e.g. with a lower --lr")
     t.add_argument("--out", help="weights folder (default: weights/)")
+    t.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+                   help="tf.distribute: mirrored over local devices, multiworker over the TF_CONFIG cluster; "
+                        "--batch-size is then per replica")
+    t.add_argument("--backup-dir", help="back up every epoch here; a restarted run resumes from it "
+                                        "(a folder every worker can read; only the chief writes)")
+    t.add_argument("--logical-cpus", type=int, default=0,
+                   help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="score the shipped weights on the full test set")
@@ -134,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser("bench", help="print performance figures")
-    b.add_argument("what", choices=["capsnet", "inference"])
+    b.add_argument("what", choices=["capsnet", "inference", "multiworker"])
     b.add_argument("--batches", type=int, default=20)
     b.add_argument("--repeats", type=int, default=200)
     b.set_defaults(func=_bench)

@@ -140,6 +140,12 @@ class AdversarialNetwork(keras.Model):
         super().compile()
         self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
         self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
+        # built now, so that a backup (BackupAndRestore) can be restored into them before the first step
+        self.d_optimizer.build(self.discriminator.trainable_weights)
+        self.g_optimizer.build(self._generator_side_weights())
+
+    def _generator_side_weights(self):
+        return self.generator.trainable_weights + (self.encoder.trainable_weights if self.encoder else [])
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
@@ -177,7 +183,7 @@ class AdversarialNetwork(keras.Model):
         grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights, strict=True))
 
-        g_weights = self.generator.trainable_weights + (self.encoder.trainable_weights if self.encoder else [])
+        g_weights = self._generator_side_weights()
         with tf.GradientTape() as tape:
             fakes = self.generator(gen_inputs, training=True)
             fake_logit, fake_class = self._discriminate(fakes)
@@ -187,9 +193,10 @@ class AdversarialNetwork(keras.Model):
             if self.encoder is not None:
                 codes = self.encoder(images, training=True)
                 reconstruction = self.generator([codes, labels], training=True)
-                mae = ops.mean(ops.abs(reconstruction - images))
-                g_loss += cfg.reconstruction_weight * mae
-                self.trackers["reconstruction_mae"].update_state(mae / 2)  # in [0, 1] pixel units
+                per_image = ops.mean(ops.abs(reconstruction - images), axis=(1, 2))
+                # averaged over the global batch, so that replicas' summed gradients are the mean's
+                g_loss += cfg.reconstruction_weight * tf.nn.compute_average_loss(per_image)
+                self.trackers["reconstruction_mae"].update_state(ops.mean(per_image) / 2)  # [0, 1] pixel units
         grads = tape.gradient(g_loss, g_weights)
         self.g_optimizer.apply_gradients(zip(grads, g_weights, strict=True))
 
@@ -225,6 +232,7 @@ class GAN(ZooModel):
         self.generator, self.discriminator = build_generator(cfg), build_discriminator(cfg)
         self.encoder = build_encoder(cfg) if cfg.kind == "aeacgan" else None
         self.network = AdversarialNetwork(cfg, self.generator, self.discriminator, self.encoder, name=cfg.kind)
+        self.network.built = True  # its sub-networks are built functional models
         images = tf.TensorSpec((None, 28, 28), tf.float32)
         noise = tf.TensorSpec((None, cfg.latent_dim), tf.float32)
         self._generate = tf.function(lambda inputs: self.generator(inputs, training=False), input_signature=[

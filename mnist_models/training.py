@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from . import registry
 from .base import Config
 from .data import load_dataset
+
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 @dataclasses.dataclass
@@ -30,6 +34,7 @@ class TrainSettings(Config):
     lr_decay: float = 0.0
     train_size: int = 0  # 0: the whole training set
     seed: int = 1234
+    strategy: str = "default"  # "default" | "mirrored" (local devices) | "multiworker" (from TF_CONFIG)
 
     def resolved(self) -> TrainSettings:
         """Fill the zeros from the model's defaults and refuse settings that cannot train."""
@@ -50,6 +55,8 @@ class TrainSettings(Config):
             problems.append(f"lr decay must be in (0, 1], got {out.lr_decay}")
         if out.train_size < 0:
             problems.append(f"training-set size must be ≥ 0, got {out.train_size}")
+        if out.strategy not in STRATEGIES:
+            problems.append(f"strategy must be one of {', '.join(STRATEGIES)}, got {out.strategy!r}")
         if out.dataset not in spec.datasets:
             problems.append(f"{out.model} trains on {', '.join(spec.datasets)}, not {out.dataset}")
         if problems:
@@ -114,16 +121,94 @@ class EpochTimer(keras.callbacks.Callback):
 class TerminalProgress(keras.callbacks.Callback):
     """The CLI's progress bar: one Keras Progbar per epoch."""
 
-    def __init__(self, steps: int, epochs: int):
-        super().__init__()
-        self.steps, self.epochs = steps, epochs
-
     def on_epoch_begin(self, epoch, logs=None):
-        print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
-        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=None)
+        print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
+        self.bar = keras.utils.Progbar(self.params.get("steps"), stateful_metrics=None)
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(batch + 1, [(k, float(v)) for k, v in (logs or {}).items()])
+
+
+def split_cpu(n: int) -> None:
+    """Expose the CPU as n logical devices, so MirroredStrategy has n replicas on a machine without GPUs.
+    Must run before TensorFlow initialises its devices."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """TensorFlow's own distribution: `mirrored` over this machine's devices, `multiworker` over the cluster
+    that the standard TF_CONFIG variable describes, `default` for no distribution."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (see the README)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _adapt_fit_to_strategy(trainable: keras.Model, strategy: tf.distribute.Strategy, element_spec) -> None:
+    """Two work-arounds for Keras 3's `fit` under tf.distribute.
+
+    1. Before the first step Keras builds the model's metrics and optimizer from one batch that it draws from the
+       training iterator. That draw starts an extra pass over the data, so a reshuffling pipeline then serves a
+       different order than without a strategy; and under MultiWorkerMirroredStrategy the draw's cross-worker
+       reduce fails outright (keras-team/keras#20585, tensorflow/tensorflow#72388). Build from zeros of the
+       dataset's element spec instead: only the shapes matter.
+    2. After each step Keras averages the logged metrics over workers with reduce(MEAN, axis=0), which fails on
+       scalars under MultiWorkerMirroredStrategy (same issues): hand them over as shape (1,), and the reduce
+       gives the workers' mean as a scalar.
+    """
+
+    def symbolic_build(iterator=None, data_batch=None):
+        zeros = tf.nest.map_structure(
+            lambda spec: tf.zeros([1 if d is None else d for d in spec.shape], spec.dtype), element_spec)
+        with strategy.scope():
+            trainable._symbolic_build(data_batch=zeros)
+
+    trainable._maybe_symbolic_build = symbolic_build
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        step = trainable.train_step
+        trainable.train_step = lambda data: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """The worker that writes checkpoints and weights: the `chief` task, or worker 0 when there is none."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                               and "chief" not in resolver.cluster_spec().as_dict())
+
+
+class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, made safe for several workers: every worker restores from the backup, only the
+    chief writes it, and each file is replaced atomically (a kill mid-write leaves the previous backup)."""
+
+    def __init__(self, backup_dir: Path, chief: bool):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
+        self.chief = chief
+        self.resumed_from_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.resumed_from_epoch = int(getattr(self.model, "_initial_epoch", 0) or 0)
+
+    def _save_model(self):
+        if not self.chief:
+            return
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        tmp = f"{self._weights_path}.tmp.weights.h5"
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self._weights_path)
+        tmp = f"{self._training_metadata_path}.tmp"
+        Path(tmp).write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        os.replace(tmp, self._training_metadata_path)
+
+    def on_train_end(self, logs=None):
+        if self.chief:
+            super().on_train_end(logs)
 
 
 def package_versions() -> dict[str, str]:
@@ -149,37 +234,50 @@ def subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
 
 
 def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), stop_event=None,
-          config: dict | None = None, model=None, resume: bool = False) -> TrainResult:
+          config: dict | None = None, model=None, resume: bool = False,
+          backup_dir: Path | None = None) -> TrainResult:
     """Train, evaluate on the full test set, save atomically to `out_dir` and record it in its manifest.
 
     `resume` continues from the weights already in `out_dir` (same config) and records the earlier runs.
     A run stopped by `stop_event` keeps and saves what it learned; a run whose loss went NaN saves nothing.
+    With a distribution strategy, the batch size is per replica (the global batch scales with the replicas),
+    and only the chief saves. `backup_dir` keeps a per-epoch backup that a restarted run resumes from.
     """
     settings = settings.resolved()
     out_dir = Path(out_dir) if out_dir else registry.WEIGHTS_DIR
+    strategy = make_strategy(settings.strategy)
     keras.utils.set_random_seed(settings.seed)
     (x_train, y_train), (x_test, y_test) = load_dataset(settings.dataset)
     x_train, y_train = subset(x_train, y_train, settings.train_size, settings.seed)
+    global_batch = settings.batch_size * strategy.num_replicas_in_sync
 
     earlier_runs = []
-    if resume:
-        prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
-        model = registry.load_from(out_dir, settings.model, settings.dataset)
-        earlier_runs = prior.get("earlier_runs", []) + [
-            {k: prior[k] for k in ("training", "epochs_completed", "seconds_total", "seconds_per_epoch", "metrics",
-                                   "history", "trained_at") if k in prior}]
-    model = model or registry.build(settings.model, settings.dataset, config)
-    steps = steps_per_epoch(settings, len(x_train))
-    learning_rate = settings.learning_rate
-    if settings.lr_decay < 1.0:
-        learning_rate = keras.optimizers.schedules.ExponentialDecay(learning_rate, steps, settings.lr_decay)
-    trainable = model.compile(learning_rate)
-    dataset = model.train_dataset(x_train, y_train, settings.batch_size, settings.seed)
+    with strategy.scope():  # variables, optimizers and metrics are created under the strategy
+        if resume:
+            prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
+            model = registry.load_from(out_dir, settings.model, settings.dataset)
+            earlier_runs = prior.get("earlier_runs", []) + [
+                {k: prior[k] for k in ("training", "epochs_completed", "seconds_total", "seconds_per_epoch",
+                                       "metrics", "history", "trained_at") if k in prior}]
+        model = model or registry.build(settings.model, settings.dataset, config)
+        steps = math.ceil(len(x_train) / global_batch)
+        learning_rate = settings.learning_rate
+        if settings.lr_decay < 1.0:
+            learning_rate = keras.optimizers.schedules.ExponentialDecay(learning_rate, steps, settings.lr_decay)
+        trainable = model.compile(learning_rate)
+    options = tf.data.Options()  # every worker reads the same seeded order and keeps its share of each batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = model.train_dataset(x_train, y_train, global_batch, settings.seed).with_options(options)
+    if settings.strategy != "default":
+        _adapt_fit_to_strategy(trainable, strategy, dataset.element_spec)
 
     timer, nan_guard = EpochTimer(), StopOnNaN()
     all_callbacks = [timer, nan_guard, *model.training_callbacks(), *callbacks]
     if stop_event is not None:
         all_callbacks.append(StopOnEvent(stop_event))
+    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy)) if backup_dir else None
+    if backup:
+        all_callbacks.insert(0, backup)
     started = time.perf_counter()
     history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
     seconds = time.perf_counter() - started
@@ -190,6 +288,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     epochs_completed = len(timer.seconds)
 
     metrics = model.evaluate(x_test, y_test)
+    if not is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
+        return TrainResult(settings, model, metrics, {}, epochs_completed, stopped, seconds, history.history)
     files = registry.save(model, out_dir, {
         "model": settings.model,
         "dataset": settings.dataset,
@@ -199,6 +299,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "epochs_completed": epochs_completed,
         "stopped_early": stopped,
         "train_examples": int(len(x_train)),
+        "replicas": int(strategy.num_replicas_in_sync),
+        **({"resumed_from_epoch": backup.resumed_from_epoch} if backup and backup.resumed_from_epoch else {}),
         "seconds_total": round(seconds, 1),
         "seconds_per_epoch": [round(s, 1) for s in timer.seconds],
         "metrics": metrics,

@@ -87,11 +87,11 @@ class VAENetwork(keras.Model):
     def _update(self, images, training):
         reconstruction, z_mean, z_log_var = self(images, training=training)
         recon, kl = vae_losses(images, reconstruction, z_mean, z_log_var)
-        total = ops.mean(recon + kl)
-        self.total_tracker.update_state(total)
+        self.total_tracker.update_state(ops.mean(recon + kl))
         self.recon_tracker.update_state(ops.mean(recon))
         self.kl_tracker.update_state(ops.mean(kl))
-        return total
+        # averaged over the global batch: under a distribution strategy the replicas' gradients are summed
+        return tf.nn.compute_average_loss(recon + kl)
 
     def train_step(self, images):
         with tf.GradientTape() as tape:
