@@ -50,11 +50,26 @@ def _train(args) -> int:
     signal.signal(signal.SIGINT, stop_gracefully)
     signal.signal(signal.SIGTERM, stop_gracefully)
     result = training.train(settings, out_dir=out, callbacks=[progress], stop_event=stop, resume=args.resume,
+                            config=_config_overrides(args.set),
                             backup_dir=Path(args.backup_dir) if args.backup_dir else None)
     print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
                       "epochs_completed": result.epochs_completed,
                       "files": [str(p) for p in result.files.values()]}, indent=2))
     return 0
+
+
+def _config_overrides(pairs: list[str]) -> dict:
+    """["max_shift=0", "filters=[32,64]"] → {"max_shift": 0, "filters": [32, 64]} (values are JSON, else text)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
 
 
 def _evaluate(args) -> int:
@@ -125,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue from the weights already in the output folder, e.g. with a lower --lr")
     t.add_argument("--out", help="weights folder (default: weights/)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set max_shift=0 (repeatable; with --resume only "
+                        "training-only fields such as augmentation may change)")
     t.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
                    help="tf.distribute: mirrored over local devices, multiworker over the TF_CONFIG cluster; "
                         "--batch-size is then per replica")

@@ -203,14 +203,16 @@ def clean_orphans(folder: Path, min_age_s: float = 600) -> list[Path]:
     return sorted(removed)
 
 
-def load_from(folder: Path, name: str, dataset: str = "mnist") -> ZooModel:
-    """Build from code with the config in `folder`'s manifest, verify every file's sha256, then load_weights."""
+def load_from(folder: Path, name: str, dataset: str = "mnist", config_overrides: dict | None = None) -> ZooModel:
+    """Build from code with the config in `folder`'s manifest, verify every file's sha256, then load_weights.
+
+    `config_overrides` changes training-only settings (e.g. augmentation) of a model that is resumed."""
     key = stem(name, dataset)
     entry = read_manifest(folder).get(key)
     fix = f"rebuild it with: {rebuild_command(name, dataset)}"
     if entry is None:
         raise WeightsError(f"no trained weights for {name} on {dataset} in {folder}; {fix}")
-    model = build(name, dataset, entry.get("config"))
+    model = build(name, dataset, {**entry.get("config", {}), **(config_overrides or {})})
     def verified(recorded: dict) -> Path:
         path = folder / recorded["file"]
         if not path.is_file():
