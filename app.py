@@ -6,6 +6,7 @@ Not in pages/: that folder name switches on Streamlit's old automatic page list,
 
 import streamlit as st
 
+import ui
 from mnist_models import jobs
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
@@ -16,6 +17,7 @@ PAGES = [
     st.Page("app_pages/autoencoders.py", title="Autoencoders & denoising", icon=":material/blur_on:"),
     st.Page("app_pages/robustness.py", title="Robustness lab", icon=":material/rotate_right:"),
     st.Page("app_pages/latent.py", title="Latent explorer", icon=":material/explore:"),
+    st.Page("app_pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/zoo.py", title="Model zoo", icon=":material/table_view:"),
 ]
@@ -23,7 +25,8 @@ PAGES = [
 
 @st.cache_resource
 def _startup() -> list:
-    """Once per server process: remove what a killed save left behind."""
+    """Once per server process: keep Keras state between script runs, remove what a killed save left behind."""
+    ui.keep_keras_state_between_runs()
     return jobs.clean_orphans_at_startup()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,25 @@ from mnist_models.data import CLASS_NAMES, DataUnavailableError
 from mnist_models.preprocess import BlankDrawingError, PreprocessError, to_mnist
 
 CANVAS_SIZE = 280
+
+
+def keep_keras_state_between_runs() -> None:
+    """Stop Streamlit from calling `keras.backend.clear_session()` after every script run.
+
+    Streamlit does that in `script_runner._clean_problem_modules` (1.67). In Keras 3 it swaps the process-wide
+    state of every thread and resets TensorFlow's graph and kernel cache, so a model another session is building
+    at that moment gets duplicate layer names and fails, and shared models lose their compiled kernels. The 20-session
+    browser load test hit it within a minute. Our models are shared across sessions on purpose: keep them; still
+    close matplotlib figures as Streamlit does.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    def clean_matplotlib_only() -> None:
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            plt.close("all")
+
+    script_runner._clean_problem_modules = clean_matplotlib_only
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=32)
@@ -99,6 +119,16 @@ def grid_png(images: np.ndarray, cell: int = 56) -> bytes:
     pixels = (np.clip(mosaic, 0, 1) * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((cols * cell, rows * cell), Image.Resampling.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def evolution_gif(frames: np.ndarray, millis: int = 400) -> bytes:
+    """uint8 grids (epochs, rows, cols, 28, 28) → an animated GIF that plays the epochs, as the originals did."""
+    rows, cols = frames.shape[1:3]
+    mosaics = frames.transpose(0, 1, 3, 2, 4).reshape(len(frames), rows * 28, cols * 28)
+    images = [Image.fromarray(m).resize((cols * 28 * 2, rows * 28 * 2), Image.Resampling.NEAREST) for m in mosaics]
+    buf = io.BytesIO()
+    images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=millis, loop=0)
     return buf.getvalue()
 
 

@@ -11,6 +11,7 @@ st.write(
 )
 
 st.page_link("app_pages/draw.py", label="Start drawing", icon=":material/draw:")
+st.page_link("app_pages/generate.py", label="Generate digits with GANs", icon=":material/auto_awesome:")
 
 st.subheader("Datasets")
 for name in data.DATASETS:

@@ -29,8 +29,10 @@ with st.form("train_form", border=True):
     cols = st.columns(3)
     epochs = cols[0].number_input("Epochs", 1, 50, 1, key="train_epochs")
     batch_size = cols[1].select_slider("Batch size", [16, 32, 64, 100, 128, 256, 512], 128, key="train_batch")
-    learning_rate = cols[2].select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 1e-3,
-                                          key="train_lr", format_func=lambda v: f"{v:g}")
+    learning_rate = cols[2].select_slider("Learning rate", [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 0.0,
+                                          key="train_lr", format_func=lambda v: f"{v:g}" if v else "model's own",
+                                          help="“model's own” is the rate its shipped weights were trained with "
+                                               "(2e-4 for the GANs, 1e-3 for the others)")
     submitted = st.form_submit_button("Train", type="primary", disabled=busy, icon=":material/play_arrow:")
 
 if submitted:
@@ -86,11 +88,13 @@ def show_job():
         st.error(f"Training failed and nothing was saved: {snap.message}")
     elif not current.running:
         st.success(snap.message)
-        key = registry.SPECS[settings["model"]].model_class.key_metric
+        model_class = registry.SPECS[settings["model"]].model_class
+        key = model_class.key_metric
         if key in snap.after:
             before = snap.before.get(key)
             st.metric(f"{key} on the full test set", f"{snap.after[key]:.4g}",
-                      delta=None if before is None else f"{snap.after[key] - before:+.4g} vs the weights in use")
+                      delta=None if before is None else f"{snap.after[key] - before:+.4g} vs the weights in use",
+                      delta_color="normal" if model_class.higher_is_better else "inverse")
         if mine:
             use = registry.uses_user_weights(settings["model"], settings["dataset"])
             cols = st.columns(2)

@@ -19,7 +19,7 @@ for name, spec in registry.SPECS.items():
             rows.append({"model": spec.title, "name": name, "dataset": dataset, "key metric": None,
                          "status": f"not trained: python -m mnist_models train {name} --dataset {dataset}"})
             continue
-        files = [registry.WEIGHTS_DIR / w["file"] for w in entry["weights"].values()]
+        files = [registry.WEIGHTS_DIR / f["file"] for f in registry.entry_files(entry)]
         size = sum(f.stat().st_size for f in files if f.exists())
         metric = spec.model_class.key_metric
         rows.append({

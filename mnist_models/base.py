@@ -3,7 +3,6 @@ weights files saved atomically and loaded with `load_weights` (never a deseriali
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
 import threading
@@ -17,27 +16,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-# Every model is built on one long-lived thread. Keras numbers auto-named layers ("leaky_re_lu_3") with
-# per-thread counters; in Streamlit's script threads, under many sessions switching pages at once, a build was
-# seen to give several layers of one model the same name, which Keras then refuses (measured by the 20-session
-# browser load test). One builder thread keeps the numbering in one place and builds one model at a time.
-_BUILDER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-builder")
-
-
-def _on_builder_thread(build) -> None:
-    """Run `build` on the builder thread, inside the caller's distribution strategy (a thread-local scope)."""
-    if threading.current_thread().name.startswith("model-builder"):
-        return build()
-    strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
-
-    def scoped():
-        if strategy is None:
-            return build()
-        with strategy.scope():
-            return build()
-
-    return _BUILDER.submit(scoped).result()
 
 
 @dataclasses.dataclass
@@ -71,7 +49,7 @@ class ZooModel:
         self.config = config if config is not None else self.config_class()
         self.dataset = dataset
         self.lock = threading.RLock()  # Keras models are shared across Streamlit sessions
-        _on_builder_thread(self.build)
+        self.build()
 
     def build(self) -> None:
         raise NotImplementedError

@@ -25,9 +25,12 @@ def test_background_training_streams_metrics_stops_and_saves(tmp_path):
     with pytest.raises(jobs.TrainingBusyError, match="tester is training cnn"):
         jobs.start(settings, "someone else", out_dir=tmp_path, config=TINY)
     wait_for(lambda: job.store.snapshot().steps_done >= 5)
-    job.stop()
+    for _ in range(5):  # Stop pressed repeatedly
+        job.stop()
     job.thread.join(timeout=60)
+    job.stop()  # and once more after it ended
     assert not job.running
+    assert len(list(tmp_path.glob("*.weights.h5"))) == 1  # saved once
     snap = job.store.snapshot()
     steps = [b["step"] for b in snap.batches]
     assert steps == sorted(steps) and steps[0] == 1 and len(steps) >= 5

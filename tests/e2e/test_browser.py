@@ -84,6 +84,19 @@ def test_latent_slider_changes_the_decoded_image(page):
     page.screenshot(path="test-artifacts/latent-slider.png")
 
 
+def test_acgan_draws_the_class_asked_for(page):
+    open_page(page, "Generate")
+    image = page.locator("[data-testid='stImage'] img").first
+    image.wait_for()
+    before = image.get_attribute("src")
+    page.locator("[data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name="3", exact=True).click()
+    page.get_by_text("32 samples of class 3").wait_for()
+    wait_until(lambda: image.get_attribute("src") != before, timeout=30)
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+    page.screenshot(path="test-artifacts/generate-acgan-3.png", full_page=True)
+
+
 def plotted_points(page) -> int:
     return page.evaluate("""() => {
         const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
@@ -144,8 +157,8 @@ def test_training_page_live_curve_page_switch_and_stop(page):
 def test_every_page_renders_without_errors(page):
     page.goto(page.base_url)
     wait_idle(page)
-    for title in ["Draw & classify", "Autoencoders & denoising", "Robustness lab", "Latent explorer", "Train",
-                  "Model zoo", "Home"]:
+    for title in ["Draw & classify", "Autoencoders & denoising", "Robustness lab", "Latent explorer", "Generate",
+                  "Train", "Model zoo", "Home"]:
         page.locator("[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']", has_text=title).click()
         page.wait_for_selector(f"[data-testid='stSidebarNav'] a[aria-current='page']:has-text('{title}')")
         wait_idle(page)

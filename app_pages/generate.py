@@ -1,0 +1,123 @@
+"""Generate: GAN samples by class, typed numbers in handwriting, grids, interpolations, and how each GAN learned."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from mnist_models import registry
+from mnist_models.data import CLASS_NAMES
+
+CONDITIONAL = {"acgan": "ACGAN", "aeacgan": "AE-AC-GAN"}
+ALL_GANS = {"gan_mlp": "MLP GAN", "dcgan": "DCGAN", **CONDITIONAL}
+
+st.title("Generate")
+st.caption("Every image here is new: drawn by a GAN's generator from random noise (and a class, for the "
+           "conditional ones). Each seed always gives the same images.")
+
+
+def seed_picker(key: str) -> int:
+    """A seed box and a Resample button that moves it on."""
+    st.session_state.setdefault(key, 0)
+    st.button("Resample", key=f"{key}_resample", icon=":material/casino:",
+              on_click=lambda: st.session_state.update({key: st.session_state[key] + 1}))
+    return int(st.number_input("Seed", 0, 1_000_000, key=key))
+
+
+def dataset_picker(name: str, key: str) -> str:
+    datasets = registry.spec(name).datasets
+    if len(datasets) == 1:
+        return datasets[0]
+    return st.segmented_control("Dataset", datasets, default="mnist", key=key,
+                                format_func=lambda d: {"mnist": "MNIST", "fashion": "Fashion-MNIST"}[d]) or "mnist"
+
+
+def show_grid(images: np.ndarray, caption: str, file_name: str, cell: int = 56) -> None:
+    png = ui.grid_png(images, cell=cell)
+    st.image(png, caption=caption)
+    st.download_button("Download PNG", png, file_name=file_name, mime="image/png", key=f"dl_{file_name}",
+                       icon=":material/download:")
+
+
+conditional_tab, grids_tab, evolution_tab = st.tabs(["By class", "Grids & interpolation", "How they learned"])
+
+with conditional_tab:
+    controls, output = st.columns([1, 2], gap="large")
+    with controls:
+        name = st.radio("Model", list(CONDITIONAL), format_func=CONDITIONAL.get, key="cond_model", horizontal=True)
+        dataset = dataset_picker(name, "cond_dataset")
+        names = CLASS_NAMES[dataset]
+        mode = st.radio("Draw", ["One class", "All classes", "A typed number"], key="cond_mode")
+        seed = seed_picker("cond_seed")
+    gan = ui.model_or_stop(name, dataset)
+    with output:
+        if mode == "One class":
+            label = st.selectbox("Class", range(10), format_func=lambda c: f"{c}: {names[c]}" if dataset != "mnist"
+                                 else str(c), key="cond_class")
+            images = gan.generate_class([label] * 32, seed=seed).reshape(4, 8, 28, 28)
+            show_grid(images, f"32 samples of class {names[label]} (seed {seed})", f"{name}-{dataset}-class{label}-"
+                      f"seed{seed}.png")
+        elif mode == "All classes":
+            rows = np.stack([gan.class_sweep(seed=seed + row) for row in range(6)])
+            show_grid(rows, "Each row keeps one noise vector and sweeps the class 0–9: the style stays, the class "
+                      "changes", f"{name}-{dataset}-sweep-seed{seed}.png")
+        else:
+            text = st.text_input("Number", "2026", max_chars=40, key="cond_number")
+            try:
+                row = gan.render_number(text, seed=seed)
+            except ValueError as err:
+                st.warning(f"{err}.")
+            else:
+                show_grid(row.reshape(28, -1, 28).transpose(1, 0, 2)[None], f"“{text.strip()}” in generated "
+                          "handwriting", f"{name}-{dataset}-{text.strip()}-seed{seed}.png", cell=72)
+
+with grids_tab:
+    controls, output = st.columns([1, 2], gap="large")
+    with controls:
+        name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key="grid_model", horizontal=True)
+        dataset = dataset_picker(name, "grid_dataset")
+        seed = seed_picker("grid_seed")
+        steps = st.slider("Interpolation steps", 4, 16, 10, key="grid_steps")
+    gan = ui.model_or_stop(name, dataset)
+    with output:
+        show_grid(gan.generate(64, seed=seed).reshape(8, 8, 28, 28), f"64 samples from {ALL_GANS[name]} "
+                  f"(seed {seed})", f"{name}-{dataset}-grid-seed{seed}.png")
+        path = gan.interpolate(seed, seed + 1, steps=steps)
+        show_grid(path[None], f"From the noise of seed {seed} to that of seed {seed + 1}, in {steps} steps",
+                  f"{name}-{dataset}-interpolation-seed{seed}.png", cell=64)
+    drawing = st.session_state.get("drawing")
+    if name == "aeacgan" and dataset == "mnist":
+        st.subheader("Your drawing, encoded and redrawn by the AE-AC-GAN")
+        if drawing is None:
+            st.info("Draw a digit on the **Draw & classify** page and it shows up here, redrawn by the generator.")
+        else:
+            guess = int(gan.classify(drawing)[0].argmax())
+            redrawn = np.stack([drawing, gan.autoencode(drawing)[0]])
+            show_grid(redrawn[None], f"left: your drawing · right: redrawn as a {guess} (the discriminator's class)",
+                      "aeacgan-your-drawing.png", cell=112)
+
+with evolution_tab:
+    name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key="evo_model", horizontal=True)
+    dataset = dataset_picker(name, "evo_dataset")
+    gan = ui.model_or_stop(name, dataset)
+    frames = np.asarray(gan.evolution)
+    if not len(frames):
+        st.info("These weights were saved without per-epoch samples.")
+    else:
+        left, right = st.columns(2, gap="large")
+        with left:
+            epoch = st.slider("After epoch", 1, len(frames), len(frames), key="evo_epoch") if len(frames) > 1 else 1
+            st.image(ui.grid_png(frames[epoch - 1] / 255.0, cell=40),
+                     caption=f"The same fixed noise after epoch {epoch} of {len(frames)}")
+            st.download_button("Download the evolution as a GIF", ui.evolution_gif(frames),
+                               file_name=f"{name}-{dataset}-evolution.gif", mime="image/gif",
+                               icon=":material/animated_images:", key="evo_gif")
+        with right:
+            fig = go.Figure()
+            for key, values in gan.loss_history.items():
+                fig.add_trace(go.Scatter(y=values, x=np.linspace(0, len(frames), len(values)), mode="lines",
+                                         name=key))
+            fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="epoch",
+                              yaxis_title="loss (running mean within each epoch)", legend=dict(orientation="h"))
+            st.plotly_chart(fig, key="evo_losses")
+            st.caption("Discriminator and generator losses during training, every 20 batches.")
