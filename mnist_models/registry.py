@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from keras.src.saving import saving_lib
 
 from .autoencoders import Autoencoder
 from .base import ZooModel
@@ -142,6 +143,14 @@ def build(name: str, dataset: str = "mnist", config: dict | None = None) -> ZooM
     return cls(cls.config_class.from_dict({**model_spec.config, **(config or {})}), dataset=dataset)
 
 
+def _save_weights_only(network, path: str) -> None:
+    """The network's weights without its optimizer's slots. Models are always loaded uncompiled, so the slots were
+    never read back and only tripled the files (the CapsNet's was 30 MB); Keras's public `save_weights` cannot
+    leave them out, its saving library can."""
+    optimizer = getattr(network, "optimizer", None)
+    saving_lib.save_weights_only(network, path, objects_to_skip=[optimizer] if optimizer is not None else None)
+
+
 def _write_content_addressed(folder: Path, prefix: str, suffix: str, write) -> Path:
     """`write(tmp_path)` into a temp file in `folder`, then rename it to `{prefix}-{sha256[:12]}{suffix}`."""
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{prefix}.", suffix=f".tmp{suffix}")
@@ -166,7 +175,7 @@ def save(model: ZooModel, folder: Path, entry: dict) -> dict[str, Path]:
     written, weights = {}, {}
     for part, network in model.parts().items():
         final = _write_content_addressed(folder, f"{key}-{part}", ".weights.h5",
-                                         lambda tmp, net=network: net.save_weights(tmp, overwrite=True))
+                                         lambda tmp, net=network: _save_weights_only(net, tmp))
         written[part] = final
         weights[part] = {"file": final.name, "sha256": sha256_file(final)}
     extra = {}
