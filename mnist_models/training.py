@@ -157,7 +157,7 @@ def _adapt_fit_to_strategy(trainable: keras.Model, strategy: tf.distribute.Strat
        reduce fails outright (keras-team/keras#20585, tensorflow/tensorflow#72388). Build from zeros of the
        dataset's element spec instead: only the shapes matter.
     2. After each step Keras averages the logged metrics over workers with reduce(MEAN, axis=0), which fails on
-       scalars under MultiWorkerMirroredStrategy (same issues): hand them over as shape (1,), and the reduce
+       scalars with two or more workers (same issues): hand them over as shape (1,), and the reduce
        gives the workers' mean as a scalar.
     """
 
@@ -168,9 +168,15 @@ def _adapt_fit_to_strategy(trainable: keras.Model, strategy: tf.distribute.Strat
             trainable._symbolic_build(data_batch=zeros)
 
     trainable._maybe_symbolic_build = symbolic_build
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if _worker_count(strategy) > 1:
         step = trainable.train_step
         trainable.train_step = lambda data: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+
+def _worker_count(strategy: tf.distribute.Strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
