@@ -61,6 +61,8 @@ with conditional_tab:
             rows = np.stack([gan.class_sweep(seed=seed + row) for row in range(6)])
             show_grid(rows, "Each row keeps one noise vector and sweeps the class 0–9: the style stays, the class "
                       "changes", f"{name}-{dataset}-sweep-seed{seed}.png")
+        elif dataset != "mnist":
+            st.info("Typed numbers are written by the MNIST models: switch the dataset to MNIST.")
         else:
             text = st.text_input("Number", "2026", max_chars=40, key="cond_number")
             try:
