@@ -90,11 +90,39 @@ def test_latent_page_sliders_and_dataset_switch(mnist):
     assert not at.exception and not at.error
 
 
+def test_generate_page_classes_numbers_grids_and_evolution(mnist):
+    at = page("generate.py").run()
+    assert not at.exception and not at.error
+    first = at.get("image")[0].proto.imgs[0].url
+    at.selectbox(key="cond_class").set_value(3).run()
+    assert "class 3" in at.get("image")[0].proto.imgs[0].caption
+    assert at.get("image")[0].proto.imgs[0].url != first
+    at.button(key="cond_seed_resample").click().run()
+    assert at.number_input(key="cond_seed").value == 1
+    at.radio(key="cond_mode").set_value("A typed number").run()
+    assert not at.exception and not at.warning
+    at.text_input(key="cond_number").set_value("20x6").run()
+    assert "digits" in at.warning[0].value  # a friendly message, not a traceback
+    at.radio(key="cond_mode").set_value("All classes").run()
+    at.session_state["cond_dataset"] = "fashion"
+    at.radio(key="cond_model").set_value("aeacgan").run()
+    assert not at.exception and not at.error
+    at.radio(key="grid_model").set_value("aeacgan").run()
+    assert any("Draw a digit" in i.value for i in at.info)  # no drawing yet
+    at.session_state["drawing"] = mnist[1][0][0].astype(np.float32) / 255
+    at.run()
+    assert any("redrawn as a" in i.proto.imgs[0].caption for i in at.get("image"))
+    at.radio(key="evo_model").set_value("dcgan").run()
+    at.slider(key="evo_epoch").set_value(1).run()
+    assert not at.exception and not at.error
+    assert len(at.get("download_button")) >= 4
+
+
 def test_zoo_lists_every_model():
     at = page("zoo.py").run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert {"cnn", "capsnet", "vae", "ae_denoising"} <= set(table["name"])
+    assert {"cnn", "capsnet", "vae", "ae_denoising", "acgan", "aeacgan"} <= set(table["name"])
 
 
 def test_robustness_page_sliders_and_sweep(mnist):
