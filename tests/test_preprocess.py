@@ -96,6 +96,21 @@ def test_a_single_dot_still_gives_a_digit_image():
     assert out.shape == (28, 28) and out.max() == 1.0
 
 
+def test_a_stroke_touching_the_border_and_strokes_filling_the_canvas():
+    """Ink cut off at the canvas edge, or a scribble that covers nearly everything: an MNIST-shaped image,
+    centred, never an error."""
+    edge = np.zeros((280, 280, 4), np.uint8)
+    edge[0:200, 0:25, 3] = 255  # a "1" drawn against the left edge, running off the top
+    scribble = np.zeros((280, 280, 4), np.uint8)
+    scribble[5:275, 5:275, 3] = 255
+    scribble[120:160, 120:160, 3] = 0  # a small hole: a huge "0"
+    for canvas in (edge, scribble):
+        out = to_mnist(canvas)
+        assert out.shape == (28, 28) and out.max() == 1.0
+        rows, cols = np.nonzero(out > 0.1)
+        assert rows.min() >= 3 and rows.max() <= 24 and cols.min() >= 3 and cols.max() <= 24  # 20×20 box
+
+
 def huge_png_header(width: int, height: int) -> bytes:
     """A PNG that declares width×height pixels but holds almost no data (a decompression bomb's header)."""
     def chunk(kind: bytes, payload: bytes) -> bytes:
