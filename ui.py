@@ -112,11 +112,22 @@ def digit_png(image: np.ndarray, size: int = 140) -> bytes:
     return buf.getvalue()
 
 
+def dataset_picker(datasets, key: str) -> str:
+    """MNIST / Fashion-MNIST switch for pages whose models exist for both."""
+    return st.segmented_control("Dataset", list(datasets), default="mnist", key=key,
+                                format_func=lambda d: {"mnist": "MNIST", "fashion": "Fashion-MNIST"}[d]) or "mnist"
+
+
+def _mosaic(images: np.ndarray) -> np.ndarray:
+    """(rows, cols, 28, 28) → (rows·28, cols·28)."""
+    rows, cols = images.shape[:2]
+    return images.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)
+
+
 def grid_png(images: np.ndarray, cell: int = 56) -> bytes:
     """(rows, cols, 28, 28) → one PNG mosaic."""
     rows, cols = images.shape[:2]
-    mosaic = images.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)
-    pixels = (np.clip(mosaic, 0, 1) * 255).astype(np.uint8)
+    pixels = (np.clip(_mosaic(images), 0, 1) * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((cols * cell, rows * cell), Image.Resampling.NEAREST).save(buf, "PNG")
     return buf.getvalue()
@@ -125,8 +136,8 @@ def grid_png(images: np.ndarray, cell: int = 56) -> bytes:
 def evolution_gif(frames: np.ndarray, millis: int = 400) -> bytes:
     """uint8 grids (epochs, rows, cols, 28, 28) → an animated GIF that plays the epochs, as the originals did."""
     rows, cols = frames.shape[1:3]
-    mosaics = frames.transpose(0, 1, 3, 2, 4).reshape(len(frames), rows * 28, cols * 28)
-    images = [Image.fromarray(m).resize((cols * 28 * 2, rows * 28 * 2), Image.Resampling.NEAREST) for m in mosaics]
+    images = [Image.fromarray(_mosaic(frame)).resize((cols * 28 * 2, rows * 28 * 2), Image.Resampling.NEAREST)
+              for frame in frames]
     buf = io.BytesIO()
     images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=millis, loop=0)
     return buf.getvalue()

@@ -26,10 +26,7 @@ def seed_picker(key: str) -> int:
 
 def dataset_picker(name: str, key: str) -> str:
     datasets = registry.spec(name).datasets
-    if len(datasets) == 1:
-        return datasets[0]
-    return st.segmented_control("Dataset", datasets, default="mnist", key=key,
-                                format_func=lambda d: {"mnist": "MNIST", "fashion": "Fashion-MNIST"}[d]) or "mnist"
+    return datasets[0] if len(datasets) == 1 else ui.dataset_picker(datasets, key)
 
 
 def show_grid(images: np.ndarray, caption: str, file_name: str, cell: int = 56) -> None:

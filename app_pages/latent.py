@@ -9,8 +9,7 @@ from mnist_models.data import CLASS_NAMES
 SCATTER_POINTS = 5000
 
 st.title("Latent explorer")
-dataset = st.segmented_control("Dataset", ["mnist", "fashion"], default="mnist", key="latent_dataset",
-                               format_func=lambda d: {"mnist": "MNIST", "fashion": "Fashion-MNIST"}[d]) or "mnist"
+dataset = ui.dataset_picker(["mnist", "fashion"], "latent_dataset")
 vae = ui.model_or_stop("vae", dataset)
 x_test, y_test = ui.test_set_or_stop(dataset)
 
