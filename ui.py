@@ -40,7 +40,9 @@ def keep_keras_state_between_runs() -> None:
 @st.cache_resource(show_spinner="Loading model…", max_entries=32)
 def _load(name: str, dataset: str, folder: str, version: str):
     """One shared instance per weights version; `version` changes when retrained weights are chosen."""
-    return registry.load_from(Path(folder), name, dataset)
+    model = registry.load_from(Path(folder), name, dataset)
+    model.warm_up()
+    return model
 
 
 def model_or_stop(name: str, dataset: str = "mnist"):

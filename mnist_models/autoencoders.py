@@ -127,7 +127,7 @@ class Autoencoder(ZooModel):
         self.encoder, self.decoder = BUILDERS[self.config.kind](self.config)
         images = keras.Input((28, 28))
         self.autoencoder = keras.Model(images, self.decoder(self.encoder(images)), name=f"ae_{self.config.kind}")
-        self._run = tf.function(lambda x: self.autoencoder(x, training=False), reduce_retracing=True)
+        self._run = self.inference_function(self.autoencoder)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.autoencoder}

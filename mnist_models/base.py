@@ -4,6 +4,7 @@ weights files saved atomically and loaded with `load_weights` (never a deseriali
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 from pathlib import Path
@@ -49,6 +50,7 @@ class ZooModel:
         self.config = config if config is not None else self.config_class()
         self.dataset = dataset
         self.lock = threading.RLock()  # Keras models are shared across Streamlit sessions
+        self._inference_functions: list = []
         self.build()
 
     def build(self) -> None:
@@ -84,9 +86,33 @@ class ZooModel:
     def load_artifacts(self, arrays: dict[str, np.ndarray]) -> None:
         pass
 
+    def inference_function(self, network: keras.Model, output=lambda outputs: outputs):
+        """`network` in inference mode as one graph for any batch size (its own input signature, batch None).
+
+        `warm_up` traces it ahead of time, so a user's first drawing does not wait for TensorFlow's tracing."""
+        specs = [tf.TensorSpec(t.shape, t.dtype) for t in network.inputs]
+        # a partial, not a lambda: TensorFlow counts traces per code object and would warn about "retracing"
+        # when many models share one lambda, although each of them traces once
+        function = tf.function(functools.partial(_infer, network, output),
+                               input_signature=[specs if len(specs) > 1 else specs[0]])
+        self._inference_functions.append(function)
+        return function
+
+    def warm_up(self) -> None:
+        """Trace and run every inference function once on a batch of zeros (the app does it while showing
+        "Loading model…"): tracing and TensorFlow's first-run graph optimisation then cost the user nothing."""
+        for function in self._inference_functions:
+            zeros = tf.nest.map_structure(lambda spec: tf.zeros([1, *spec.shape[1:]], spec.dtype),
+                                          function.input_signature[0])
+            function(zeros)
+
     def load_weights(self, files: dict[str, Path]) -> None:
         for part, network in self.parts().items():
             network.load_weights(files[part])
+
+
+def _infer(network: keras.Model, output, inputs):
+    return output(network(inputs, training=False))
 
 
 def as_images(images: np.ndarray) -> np.ndarray:

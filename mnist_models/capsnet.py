@@ -173,8 +173,7 @@ class CapsNet(ZooModel):
 
     def build(self) -> None:
         self.encoder, self.decoder, self.trainer = build_capsnet(self.config, self.capsule_layer)
-        self._encode = tf.function(lambda x: self.encoder(x, training=False), reduce_retracing=True)
-        self._decode = tf.function(lambda p: self.decoder(p, training=False), reduce_retracing=True)
+        self._encode, self._decode = self.inference_function(self.encoder), self.inference_function(self.decoder)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.trainer}

@@ -45,7 +45,7 @@ class CNNClassifier(ZooModel):
     def build(self) -> None:
         self.network = build_cnn(self.config)
         self.classifier = keras.Model(self.network.input, self.network.outputs[0], name="cnn_probs")
-        self._infer = tf.function(lambda x: self.network(x, training=False), reduce_retracing=True)
+        self._infer = self.inference_function(self.network)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.network}

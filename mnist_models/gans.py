@@ -39,6 +39,10 @@ class GANConfig(Config):
     fake_label: float = 0.0
     input_noise: float = 0.0  # stddev of Gaussian noise added to the discriminator's input (training only)
     reconstruction_weight: float = 10.0  # aeacgan: weight of the MAE reconstruction term in the G/E loss
+    # The ACGAN paper also trains the discriminator's class head on fakes. It then learns the generator's own
+    # "handwriting" for each class and certifies digits that a classifier of real digits calls ambiguous;
+    # False trains that head on real images only, so the generator must draw classes as real data shows them.
+    fake_class_loss: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -179,7 +183,9 @@ class AdversarialNetwork(keras.Model):
             d_loss = (bce(ops.full_like(real_logit, cfg.real_label), real_logit)
                       + bce(ops.full_like(fake_logit, cfg.fake_label), fake_logit))
             if cfg.conditional:
-                d_loss += cce(labels, real_class) + cce(fake_classes, fake_class)
+                d_loss += cce(labels, real_class)
+                if cfg.fake_class_loss:
+                    d_loss += cce(fake_classes, fake_class)
         grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights, strict=True))
 
@@ -233,13 +239,10 @@ class GAN(ZooModel):
         self.encoder = build_encoder(cfg) if cfg.kind == "aeacgan" else None
         self.network = AdversarialNetwork(cfg, self.generator, self.discriminator, self.encoder, name=cfg.kind)
         self.network.built = True  # its sub-networks are built functional models
-        images = tf.TensorSpec((None, 28, 28), tf.float32)
-        noise = tf.TensorSpec((None, cfg.latent_dim), tf.float32)
-        self._generate = tf.function(lambda inputs: self.generator(inputs, training=False), input_signature=[
-            [noise, tf.TensorSpec((None,), tf.int32)] if cfg.conditional else noise])
-        self._discriminate = tf.function(lambda x: self.discriminator(x, training=False), input_signature=[images])
+        self._generate = self.inference_function(self.generator)
+        self._discriminate = self.inference_function(self.discriminator)
         if self.encoder is not None:
-            self._encode = tf.function(lambda x: self.encoder(x, training=False), input_signature=[images])
+            self._encode = self.inference_function(self.encoder)
         self.evolution: list[np.ndarray] = []  # uint8 fixed-noise grids, one per trained epoch
         self.loss_history: dict[str, list[float]] = {}
 

@@ -63,10 +63,11 @@ SPECS: dict[str, ModelSpec] = {
                   config={"kind": "mlp"}),
         ModelSpec("dcgan", GAN, ("mnist",), "DCGAN", epochs=10, learning_rate=2e-4, config={"kind": "dcgan"}),
         ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
-                  config={"kind": "acgan"}),
+                  config={"kind": "acgan", "fake_class_loss": False}),
         ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10,
                   learning_rate=2e-4, config={"kind": "aeacgan", "noise": "uniform", "real_label": 0.9,
-                                              "fake_label": 0.1, "input_noise": 0.05}),
+                                              "fake_label": 0.1, "input_noise": 0.05,
+                                              "fake_class_loss": False}),
     ]
 }
 

@@ -113,8 +113,8 @@ class VAE(ZooModel):
         self.encoder, self.decoder = build_encoder(self.config), build_decoder(self.config)
         self.network = VAENetwork(self.encoder, self.decoder, name="vae")
         self.network(keras.ops.zeros((1, 28, 28)))  # create the weights so they can be loaded
-        self._encode = tf.function(lambda x: self.encoder(x, training=False)[0], reduce_retracing=True)
-        self._decode = tf.function(lambda z: self.decoder(z, training=False), reduce_retracing=True)
+        self._encode = self.inference_function(self.encoder, output=lambda outputs: outputs[0])
+        self._decode = self.inference_function(self.decoder)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.network}
