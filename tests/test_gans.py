@@ -73,6 +73,30 @@ def test_train_step_changes_every_network(kind, mnist):
         assert 0 < logs["reconstruction_mae"][0] < 1
 
 
+def test_class_head_learns_from_fakes_only_when_asked(mnist):
+    """fake_class_loss=False: one identical step changes the class head differently, the real/fake head alike."""
+    import keras
+
+    (x, y), _ = mnist
+    heads = {}
+    for fake_class_loss in (True, False):
+        keras.utils.set_random_seed(0)
+        gan = GAN(tiny("acgan", fake_class_loss=fake_class_loss))
+        gan.compile(2e-4).fit(gan.train_dataset(x[:32], y[:32], 32, seed=0), epochs=1, verbose=0)
+        heads[fake_class_loss] = {name: gan.discriminator.get_layer(name).get_weights()[0]
+                                  for name in ("real_fake", "class")}
+    np.testing.assert_allclose(heads[True]["real_fake"], heads[False]["real_fake"], atol=1e-7)
+    assert not np.allclose(heads[True]["class"], heads[False]["class"], atol=1e-7)
+
+
+def test_inference_traces_once_for_every_batch_size():
+    gan = GAN(tiny("acgan"))
+    gan.warm_up()
+    for n in (1, 3, 64):
+        gan.generate(n)
+    assert gan._generate.experimental_get_tracing_count() == 1
+
+
 def test_training_saves_weights_evolution_and_losses_that_round_trip(tmp_path, mnist_test_float):
     result = train(TrainSettings(model="aeacgan", epochs=2, train_size=256, batch_size=32),
                    out_dir=tmp_path, config=tiny("aeacgan").to_dict())
