@@ -24,7 +24,7 @@ def capsnet_training(batches: int, batch_size: int = 100, rounds: int = 3) -> di
     (x_train, y_train), _ = load_dataset("mnist")
     x, y = x_train[: batches * batch_size], y_train[: batches * batch_size]
     runs = {}
-    for label, cls in [("ours (batched matmul)", CapsNet), ("reference (tile + map_fn matmul)", ReferenceCapsNet)]:
+    for label, cls in [("ours (GEMM routing)", CapsNet), ("reference (tile + map_fn matmul)", ReferenceCapsNet)]:
         keras.utils.set_random_seed(0)
         model = cls()
         trainer = model.compile(1e-3)

@@ -1,8 +1,8 @@
 """CapsNet (Sabour, Frosst & Hinton 2017, "Dynamic Routing Between Capsules").
 
 conv → primary capsules → digit capsules (16-D, routing by agreement, squash) → lengths as class scores;
-a decoder redraws the digit from the masked 16-D pose of one class. Routing is vectorized: the prediction
-vectors come from one batched matmul over input capsules, and the three routing iterations use einsum.
+a decoder redraws the digit from the masked 16-D pose of one class. Routing is vectorized: every routing
+iteration is two batched GEMMs over the flattened input capsules (see `DigitCapsules.routing`).
 """
 
 from __future__ import annotations
@@ -58,30 +58,34 @@ class DigitCapsules(layers.Layer):
         self.W = self.add_weight(name="W", shape=(self.n_in, self.d_in, self.num_capsules * self.dim),
                                  initializer=keras.initializers.RandomNormal(stddev=0.01))
 
-    def predictions(self, u):
-        """û_{j|i} = W_ij u_i for every pair as one matmul batched over input capsules → (B, n_out, n_in, d_out)."""
-        u_hat = tf.matmul(tf.transpose(u, (1, 0, 2)), self.W)  # (n_in, B, n_out·d_out)
-        u_hat = tf.reshape(u_hat, (self.n_in, -1, self.num_capsules, self.dim))
-        return tf.transpose(u_hat, (1, 2, 0, 3))
+    def routing(self, u):
+        """Routing by agreement from input capsules u (B, n_in, d_in) → outputs v (B, n_out, d_out) and coupling
+        coefficients c (B, n_in, n_out), which sum to 1 over the output capsules for every input capsule.
 
-    def route(self, u_hat):
-        """Routing by agreement on û (B, n_out, n_in, d_out), as batched matmuls.
-
-        Returns output capsules v (B, n_out, d_out) and coupling coefficients c (B, n_in, n_out), which sum to
-        1 over the output capsules for every input capsule.
+        The prediction vectors û_{j|i} = W_ij u_i (B × n_out × n_in × d_out numbers, transposed twice in the usual
+        formulation) are never built: s_j = Σ_i c_ij W_ij u_i = W_j · (c_j ⊙ u) is one GEMM per output capsule over
+        the flattened (n_in·d_in) inputs, and the agreement û_{j|i}·v_j = u_i · (W_ijᵀ v_j) is one GEMM back.
+        Everything stays in an (n_out, B, …) layout, so no large transpose is needed either way.
         """
-        u_hat_const = tf.stop_gradient(u_hat)  # as in the reference code: only the last pass sends gradient
-        logits = tf.zeros((tf.shape(u_hat)[0], self.num_capsules, 1, self.n_in))
+        w = tf.reshape(tf.transpose(tf.reshape(self.W, (self.n_in, self.d_in, self.num_capsules, self.dim)),
+                                    (2, 0, 1, 3)), (self.num_capsules, self.n_in * self.d_in, self.dim))
+        # as in the reference code, only the last iteration sends gradient; the others route on constants
+        u_const, w_const = tf.stop_gradient(u), tf.stop_gradient(w)
+        logits = tf.zeros((self.num_capsules, tf.shape(u)[0], self.n_in))  # b_ij, laid out (n_out, B, n_in)
         for i in range(self.routings):
-            c = tf.nn.softmax(logits, axis=1)
+            c = tf.nn.softmax(logits, axis=0)
             last = i == self.routings - 1
-            v = squash(tf.matmul(c, u_hat if last else u_hat_const))  # (B, n_out, 1, d_out)
+            inputs, weights = (u, w) if last else (u_const, w_const)
+            weighted = tf.reshape(c[..., None] * inputs[None], (self.num_capsules, -1, self.n_in * self.d_in))
+            v = squash(tf.matmul(weighted, weights))  # (n_out, B, d_out)
             if not last:
-                logits = logits + tf.matmul(v, u_hat_const, transpose_b=True)
-        return v[:, :, 0, :], tf.transpose(c[:, :, 0, :], (0, 2, 1))
+                back = tf.matmul(v, w_const, transpose_b=True)  # W_ijᵀ v_j, (n_out, B, n_in·d_in)
+                agreement = tf.reshape(back, (self.num_capsules, -1, self.n_in, self.d_in)) * u_const[None]
+                logits = logits + tf.reduce_sum(agreement, -1)
+        return tf.transpose(v, (1, 0, 2)), tf.transpose(c, (1, 2, 0))
 
     def call(self, inputs):
-        return self.route(self.predictions(inputs))[0]
+        return self.routing(inputs)[0]
 
     def get_config(self):
         return {**super().get_config(), "num_capsules": self.num_capsules, "dim": self.dim,
@@ -98,6 +102,9 @@ class TiledDigitCapsules(DigitCapsules):
         tiled = tf.tile(u[:, None, :, :, None], (1, self.num_capsules, 1, 1, 1))  # (B, n_out, n_in, d_in, 1)
         w = tf.transpose(tf.reshape(self.W, (self.n_in, self.d_in, self.num_capsules, self.dim)), (2, 0, 3, 1))
         return tf.squeeze(tf.map_fn(lambda x: tf.matmul(w, x), tiled), -1)  # (B, n_out, n_in, d_out)
+
+    def routing(self, u):
+        return self.route(self.predictions(u))
 
     def route(self, u_hat):
         u_hat_const = tf.stop_gradient(u_hat)
