@@ -43,6 +43,9 @@ class GANConfig(Config):
     # "handwriting" for each class and certifies digits that a classifier of real digits calls ambiguous;
     # False trains that head on real images only, so the generator must draw classes as real data shows them.
     fake_class_loss: bool = True
+    # > 0: the shipped generator (and encoder) is the exponential moving average of its weights over training
+    # steps (Yazıcı et al. 2019), which smooths out the step-to-step wobble of GAN training; 0: the last step's
+    ema_momentum: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -143,7 +146,8 @@ class AdversarialNetwork(keras.Model):
     def compile(self, learning_rate):
         super().compile()
         self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
-        self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
+        self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5, use_ema=self.config.ema_momentum > 0,
+                                                 ema_momentum=self.config.ema_momentum or 0.99)
         # built now, so that a backup (BackupAndRestore) can be restored into them before the first step
         self.d_optimizer.build(self.discriminator.trainable_weights)
         self.g_optimizer.build(self._generator_side_weights())
@@ -153,6 +157,11 @@ class AdversarialNetwork(keras.Model):
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
+
+    def use_averaged_generator(self):
+        """Replace the generator's (and encoder's) weights by their moving average, if training kept one."""
+        if self.g_optimizer.use_ema:
+            self.g_optimizer.finalize_variable_values(self._generator_side_weights())
 
     def _noise(self, batch):
         shape = (batch, self.config.latent_dim)
@@ -262,7 +271,7 @@ class GAN(ZooModel):
         return ds.batch(batch_size, drop_remainder=len(x) >= batch_size).prefetch(tf.data.AUTOTUNE)
 
     def training_callbacks(self) -> list[keras.callbacks.Callback]:
-        return [EvolutionRecorder(self), BatchLossRecorder(self)]
+        return [EvolutionRecorder(self), BatchLossRecorder(self), AveragedGenerator()]
 
     def artifacts(self) -> dict[str, np.ndarray]:
         """Saved beside the weights: the per-epoch sample grids and the per-batch loss curves."""
@@ -394,6 +403,13 @@ class GAN(ZooModel):
             (recon,) = predict_batches(lambda b: (self.autoencode(b),), real_test)
             result["reconstruction_mae"] = float(np.mean(np.abs(recon - real_test)))
         return result
+
+
+class AveragedGenerator(keras.callbacks.Callback):
+    """At the end of training (also a stopped one), the generator takes its averaged weights before scoring."""
+
+    def on_train_end(self, logs=None):
+        self.model.use_averaged_generator()
 
 
 class BatchLossRecorder(keras.callbacks.Callback):

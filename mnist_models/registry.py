@@ -60,14 +60,15 @@ SPECS: dict[str, ModelSpec] = {
                   config={"kind": "denoising"}),
         ModelSpec("vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent", epochs=30, lr_decay=0.97),
         ModelSpec("gan_mlp", GAN, ("mnist",), "MLP GAN", epochs=20, learning_rate=2e-4,
-                  config={"kind": "mlp"}),
-        ModelSpec("dcgan", GAN, ("mnist",), "DCGAN", epochs=10, learning_rate=2e-4, config={"kind": "dcgan"}),
+                  config={"kind": "mlp", "ema_momentum": 0.999}),
+        ModelSpec("dcgan", GAN, ("mnist",), "DCGAN", epochs=10, learning_rate=2e-4,
+                  config={"kind": "dcgan", "ema_momentum": 0.999}),
         ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
-                  config={"kind": "acgan", "fake_class_loss": False}),
+                  config={"kind": "acgan", "fake_class_loss": False, "ema_momentum": 0.999}),
         ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10,
                   learning_rate=2e-4, config={"kind": "aeacgan", "noise": "uniform", "real_label": 0.9,
                                               "fake_label": 0.1, "input_noise": 0.05,
-                                              "fake_class_loss": False}),
+                                              "fake_class_loss": False, "ema_momentum": 0.999}),
     ]
 }
 

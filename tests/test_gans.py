@@ -89,6 +89,25 @@ def test_class_head_learns_from_fakes_only_when_asked(mnist):
     assert not np.allclose(heads[True]["class"], heads[False]["class"], atol=1e-7)
 
 
+def test_moving_average_generator_is_what_training_leaves(mnist):
+    """With a very slow average the trained generator stays where its first step took it; without one it moves on
+    (Keras's average starts from the weights after the first step)."""
+    import keras
+
+    (x, y), _ = mnist
+    moved = {}
+    for momentum in (0.0, 0.9999):
+        keras.utils.set_random_seed(0)
+        gan = GAN(tiny("dcgan", ema_momentum=momentum))
+        before = gan.generator.get_weights()
+        network = gan.compile(2e-4)
+        network.fit(gan.train_dataset(x[:640], y[:640], 32, seed=0), epochs=1, verbose=0,
+                    callbacks=gan.training_callbacks())
+        moved[momentum] = max(np.abs(a - b).max() for a, b in zip(before, gan.generator.get_weights(), strict=True))
+    assert moved[0.0] > 1e-4
+    assert moved[0.9999] < moved[0.0] / 4  # 20 steps against about one
+
+
 def test_inference_traces_once_for_every_batch_size():
     gan = GAN(tiny("acgan"))
     gan.warm_up()
