@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -42,7 +43,10 @@ def _train(args) -> int:
 
     def stop_gracefully(signum, frame):
         if stop.is_set():
-            raise KeyboardInterrupt
+            # a second signal abandons the run at once: an exception raised here would leave TensorFlow's threads
+            # running and the process alive
+            print("\nAbandoned: nothing was saved.", flush=True)
+            os._exit(130)
         print("\nStopping after this batch; the model is scored and saved. Press Ctrl-C again to abandon it.",
               flush=True)
         stop.set()

@@ -41,6 +41,25 @@ def test_a_training_killed_midway_leaves_the_previous_weights_loadable(tmp_path)
     assert registry.load_from(tmp_path, "cnn").classify(np.zeros((1, 28, 28))).shape == (1, 10)
 
 
+def test_ctrl_c_once_saves_the_model_and_twice_abandons_the_run(tmp_path):
+    outcomes = {}
+    for presses in (1, 2):
+        folder = tmp_path / str(presses)
+        proc = cli_train(folder, "--epochs", "50", "--train-size", "20000", "--batch-size", "32")
+        for line in proc.stdout:
+            if line.startswith("Epoch 1/50"):
+                break
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        output = proc.communicate(timeout=120)[0]
+        outcomes[presses] = (proc.returncode, registry.read_manifest(folder).get("cnn-mnist"), output)
+    code, entry, output = outcomes[1]
+    assert code == 0 and entry["stopped_early"] and "test_accuracy" in entry["metrics"], output[-2000:]
+    code, entry, output = outcomes[2]
+    assert code == 130 and entry is None and "Abandoned" in output, output[-2000:]
+
+
 def test_broken_shipped_weights_name_the_file_and_the_fix_and_other_pages_work(tmp_path, monkeypatch, mnist):
     """A copy of weights/ with the CapsNet file truncated: the Draw page says which file and how to rebuild it;
     the Latent explorer (VAE) still works."""
