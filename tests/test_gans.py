@@ -163,3 +163,12 @@ def test_shipped_cnn_features_separate_real_digits_from_noise(mnist):
     _, noise = cnn.classify_with_features(np.random.default_rng(0).uniform(size=(2000, 28, 28)))
     same = metrics.frechet_distance(real_a, real_b)
     assert same < 0.05 * metrics.frechet_distance(real_a, noise)
+
+
+@pytest.mark.parametrize("name, floor", [("acgan", 0.96), ("aeacgan", 0.93)])
+def test_shipped_conditional_gans_draw_the_class_asked_for(name, floor):
+    """The shipped CNN reads 1,000 generated digits as the classes they were asked to be (`evaluate` uses 10,000)."""
+    classes = np.arange(1000) % 10
+    images = registry.load(name).generate_class(classes, seed=123)
+    accuracy = (registry.load("cnn").classify(images).argmax(1) == classes).mean()
+    assert accuracy >= floor, accuracy
