@@ -99,6 +99,22 @@ with evolution_tab:
     name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key="evo_model", horizontal=True)
     dataset = dataset_picker(name, "evo_dataset")
     gan = ui.model_or_stop(name, dataset)
+    folder, _ = registry.active_version(name, dataset)
+    scores = registry.read_manifest(folder).get(registry.stem(name, dataset), {}).get("metrics", {})
+    if "fid" in scores:
+        cols = st.columns(4)
+        cols[0].metric("FID (lower is better)", f"{scores['fid']:.1f}", help="Fréchet distance between the CNN's "
+                       f"features of 10,000 samples and of the training set; real test images score "
+                       f"{scores['fid_real']:.2f}.")
+        cols[1].metric("Inception score", f"{scores['inception_score']:.2f}", help="How confidently and how evenly "
+                       f"the CNN sorts 10,000 samples into classes (at most 10); the real test set scores "
+                       f"{scores['inception_score_real']:.2f}.")
+        cols[2].metric("Share of each class", f"{scores['class_fraction_min']:.0%}–{scores['class_fraction_max']:.0%}",
+                       help="The rarest and the most common class among the samples, as the CNN reads them: "
+                            "10 % each is perfectly balanced, far apart means mode collapse.")
+        if "class_accuracy" in scores:
+            cols[3].metric("Drawn as asked", f"{scores['class_accuracy']:.1%}", help="How often the CNN reads a "
+                           "sample as the class the generator was asked for.")
     frames = np.asarray(gan.evolution)
     if not len(frames):
         st.info("These weights were saved without per-epoch samples.")

@@ -3,6 +3,8 @@
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from mnist_models import registry
+
 APP = "../app.py"
 
 
@@ -115,6 +117,10 @@ def test_generate_page_classes_numbers_grids_and_evolution(mnist):
     at.radio(key="evo_model").set_value("dcgan").run()
     at.slider(key="evo_epoch").set_value(1).run()
     assert not at.exception and not at.error
+    fid = registry.read_manifest()["dcgan-mnist"]["metrics"]["fid"]
+    assert [m.value for m in at.metric][:1] == [f"{fid:.1f}"]  # the shipped scores, from the manifest
+    at.radio(key="evo_model").set_value("acgan").run()
+    assert any(m.label == "Drawn as asked" for m in at.metric)
     assert len(at.get("download_button")) >= 4
 
 
