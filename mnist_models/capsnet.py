@@ -67,20 +67,26 @@ class DigitCapsules(layers.Layer):
         the flattened (n_in·d_in) inputs, and the agreement û_{j|i}·v_j = u_i · (W_ijᵀ v_j) is one GEMM back.
         Everything stays in an (n_out, B, …) layout, so no large transpose is needed either way.
         """
-        w = tf.reshape(tf.transpose(tf.reshape(self.W, (self.n_in, self.d_in, self.num_capsules, self.dim)),
-                                    (2, 0, 1, 3)), (self.num_capsules, self.n_in * self.d_in, self.dim))
+        n_out, flat = self.num_capsules, self.n_in * self.d_in
+        w = tf.reshape(tf.transpose(tf.reshape(self.W, (self.n_in, self.d_in, n_out, self.dim)), (2, 0, 1, 3)),
+                       (n_out, flat, self.dim))
         # as in the reference code, only the last iteration sends gradient; the others route on constants
         u_const, w_const = tf.stop_gradient(u), tf.stop_gradient(w)
-        logits = tf.zeros((self.num_capsules, tf.shape(u)[0], self.n_in))  # b_ij, laid out (n_out, B, n_in)
+        logits = tf.zeros((n_out, tf.shape(u)[0], self.n_in))  # b_ij, laid out (n_out, B, n_in)
         for i in range(self.routings):
             c = tf.nn.softmax(logits, axis=0)
             last = i == self.routings - 1
             inputs, weights = (u, w) if last else (u_const, w_const)
-            weighted = tf.reshape(c[..., None] * inputs[None], (self.num_capsules, -1, self.n_in * self.d_in))
-            v = squash(tf.matmul(weighted, weights))  # (n_out, B, d_out)
+            if i == 0:  # c is still uniform (1/n_out): one plain GEMM for all output capsules, nothing to weigh
+                kernel = self.W if last else tf.stop_gradient(self.W)
+                s = tf.matmul(tf.reshape(inputs, (-1, flat)), tf.reshape(kernel, (flat, n_out * self.dim))) / n_out
+                s = tf.transpose(tf.reshape(s, (-1, n_out, self.dim)), (1, 0, 2))
+            else:
+                s = tf.matmul(tf.reshape(c[..., None] * inputs[None], (n_out, -1, flat)), weights)
+            v = squash(s)  # (n_out, B, d_out)
             if not last:
                 back = tf.matmul(v, w_const, transpose_b=True)  # W_ijᵀ v_j, (n_out, B, n_in·d_in)
-                agreement = tf.reshape(back, (self.num_capsules, -1, self.n_in, self.d_in)) * u_const[None]
+                agreement = tf.reshape(back, (n_out, -1, self.n_in, self.d_in)) * u_const[None]
                 logits = logits + tf.reduce_sum(agreement, -1)
         return tf.transpose(v, (1, 0, 2)), tf.transpose(c, (1, 2, 0))
 

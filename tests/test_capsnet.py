@@ -26,9 +26,10 @@ def test_squash_keeps_direction_and_maps_length_below_one():
     assert np.allclose(cosine[lengths > 1e-3], 1, atol=1e-4)
 
 
-def test_routing_coefficients_sum_to_one_and_outputs_and_gradients_match_reference():
+@pytest.mark.parametrize("routings", [1, 3])
+def test_routing_coefficients_sum_to_one_and_outputs_and_gradients_match_reference(routings):
     u = squash(tf.random.normal((5, 36, 8)))
-    ours, reference = DigitCapsules(10, 16, 3), TiledDigitCapsules(10, 16, 3)
+    ours, reference = DigitCapsules(10, 16, routings), TiledDigitCapsules(10, 16, routings)
     ours.build(u.shape)
     reference.build(u.shape)
     ours.W.assign(tf.random.normal(ours.W.shape, stddev=0.3))  # large enough that routing is far from uniform
@@ -44,7 +45,7 @@ def test_routing_coefficients_sum_to_one_and_outputs_and_gradients_match_referen
     assert v.shape == (5, 10, 16) and c.shape == (5, 36, 10)
     np.testing.assert_allclose(c.numpy().sum(-1), 1.0, atol=1e-5)
     assert np.all(np.linalg.norm(v.numpy(), axis=-1) < 1)
-    assert c.numpy().max() > 0.15  # routing moved away from the uniform 0.1
+    assert routings == 1 or c.numpy().max() > 0.15  # routing moved away from the uniform 0.1
     for name, ours_value, reference_value in zip(["v", "c", "du", "dW"], results["ours"], results["reference"],
                                                  strict=True):
         expected = reference_value.numpy()
