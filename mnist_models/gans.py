@@ -46,6 +46,7 @@ class GANConfig(Config):
     # > 0: the shipped generator (and encoder) is the exponential moving average of its weights over training
     # steps (Yazıcı et al. 2019), which smooths out the step-to-step wobble of GAN training; 0: the last step's
     ema_momentum: float = 0.0
+    batch_norm: bool = False  # BatchNorm in the conv generator, as in the DCGAN paper (the AE-AC-GAN recipe has none)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -76,10 +77,12 @@ def build_generator(config: GANConfig) -> keras.Model:
         x = layers.Dense(784, activation="tanh")(x)
     else:
         w = config.width
-        x = layers.LeakyReLU(0.2)(layers.Dense(7 * 7 * 4 * w)(x))
-        x = layers.Reshape((7, 7, 4 * w))(x)
-        x = layers.LeakyReLU(0.2)(layers.Conv2DTranspose(2 * w, 4, strides=2, padding="same")(x))
-        x = layers.LeakyReLU(0.2)(layers.Conv2DTranspose(w, 4, strides=2, padding="same")(x))
+
+        def activate(h):
+            return layers.LeakyReLU(0.2)(layers.BatchNormalization()(h) if config.batch_norm else h)
+        x = layers.Reshape((7, 7, 4 * w))(activate(layers.Dense(7 * 7 * 4 * w)(x)))
+        x = activate(layers.Conv2DTranspose(2 * w, 4, strides=2, padding="same")(x))
+        x = activate(layers.Conv2DTranspose(w, 4, strides=2, padding="same")(x))
         x = layers.Conv2D(1, 3, padding="same", activation="tanh")(x)
     return keras.Model(inputs, layers.Reshape((28, 28))(x), name="generator")
 

@@ -56,10 +56,12 @@ def test_autoencode_returns_images(mnist_test_float):
     assert gan.autoencode(mnist_test_float[0][:2], classes=5).shape == (2, 28, 28)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "acgan", "aeacgan"])
-def test_train_step_changes_every_network(kind, mnist):
+@pytest.mark.parametrize("kind, options", [("mlp", {}), ("dcgan", {"batch_norm": True}), ("acgan", {}),
+                                           ("aeacgan", {})])
+def test_train_step_changes_every_network(kind, options, mnist):
     (x, y), _ = mnist
-    gan = GAN(tiny(kind))
+    gan = GAN(tiny(kind, **options))
+    assert any(layer.__class__.__name__ == "BatchNormalization" for layer in gan.generator.layers) == bool(options)
     network = gan.compile(2e-4)
     before = {part: [w.copy() for w in net.get_weights()] for part, net in gan.parts().items()}
     logs = network.fit(gan.train_dataset(x[:64], y[:64], 32, seed=0), epochs=1, verbose=0).history
@@ -67,7 +69,7 @@ def test_train_step_changes_every_network(kind, mnist):
         changed = [not np.array_equal(a, b) for a, b in zip(before[part], net.get_weights(), strict=True)]
         assert all(changed), f"{part} weights did not all change"
     assert {"d_loss", "g_loss", "d_real", "d_fake"} <= set(logs)
-    if kind != "mlp":
+    if kind in ("acgan", "aeacgan"):
         assert "class_accuracy" in logs
     if kind == "aeacgan":
         assert 0 < logs["reconstruction_mae"][0] < 1
