@@ -6,7 +6,8 @@ examples, and the E/F/MNIST AE-AC-GAN recipe):
 - `dcgan`: transposed convolutions up from 7×7; a strided-conv discriminator. No BatchNorm anywhere: LeakyReLU
   and Dropout train stably here, as the AE-AC-GAN recipe says.
 - `acgan`: the same conv nets, the class one-hot joined to the noise, and an auxiliary class head on the
-  discriminator; both players also minimise the class cross-entropy.
+  discriminator; both players also minimise the class cross-entropy (the head's on real images only by default
+  in the zoo: see `fake_class_loss`).
 - `aeacgan`: ACGAN plus an encoder that maps an image to the generator's noise input, so the generator doubles
   as a decoder (MAE reconstruction); uniform [0, 1] noise, labels smoothed to 0.9 / 0.1, Gaussian noise
   (stddev 0.05) on the discriminator's input.
@@ -150,7 +151,7 @@ class AdversarialNetwork(keras.Model):
         super().compile()
         self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
         self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5, use_ema=self.config.ema_momentum > 0,
-                                                 ema_momentum=self.config.ema_momentum or 0.99)
+                                                 ema_momentum=self.config.ema_momentum)
         # built now, so that a backup (BackupAndRestore) can be restored into them before the first step
         self.d_optimizer.build(self.discriminator.trainable_weights)
         self.g_optimizer.build(self._generator_side_weights())
