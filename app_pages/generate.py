@@ -102,7 +102,7 @@ with evolution_tab:
     folder, _ = registry.active_version(name, dataset)
     scores = registry.read_manifest(folder).get(registry.stem(name, dataset), {}).get("metrics", {})
     if "fid" in scores:
-        cols = st.columns(4)
+        cols = st.columns(5)
         cols[0].metric("FID (lower is better)", f"{scores['fid']:.1f}", help="Fréchet distance between the CNN's "
                        f"features of 10,000 samples and of the training set; real test images score "
                        f"{scores['fid_real']:.2f}.")
@@ -112,8 +112,12 @@ with evolution_tab:
         cols[2].metric("Share of each class", f"{scores['class_fraction_min']:.0%}–{scores['class_fraction_max']:.0%}",
                        help="The rarest and the most common class among the samples, as the CNN reads them: "
                             "10 % each is perfectly balanced, far apart means mode collapse.")
+        if "class_diversity" in scores:
+            cols[3].metric("Variety within a class", f"{scores['class_diversity']:.2f}", help="How varied the "
+                           "samples of one class are, against real test digits (1.00). Near 0, the model draws "
+                           "about one image per class whatever the noise: a collapse the other scores cannot see.")
         if "class_accuracy" in scores:
-            cols[3].metric("Drawn as asked", f"{scores['class_accuracy']:.1%}", help="How often the CNN reads a "
+            cols[4].metric("Drawn as asked", f"{scores['class_accuracy']:.1%}", help="How often the CNN reads a "
                            "sample as the class the generator was asked for.")
     frames = np.asarray(gan.evolution)
     if not len(frames):

@@ -56,3 +56,12 @@ def inception_score(probs: np.ndarray, splits: int = 10) -> float:
         marginal = chunk.mean(axis=0, keepdims=True)
         scores.append(np.exp(np.mean(np.sum(chunk * (np.log(chunk) - np.log(marginal)), axis=1))))
     return float(np.mean(scores))
+
+
+def within_class_spread(features: np.ndarray, classes: np.ndarray) -> float:
+    """Mean over classes of √trace(Σ_c), the spread of one class's feature vectors: how varied the samples of one
+    class are (0 when every sample of a class is the same image)."""
+    features, classes = np.asarray(features, np.float64), np.asarray(classes)
+    spreads = [np.sqrt(np.trace(np.cov(features[classes == c], rowvar=False)))
+               for c in np.unique(classes) if np.sum(classes == c) > 1]
+    return float(np.mean(spreads))

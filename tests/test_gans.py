@@ -123,7 +123,7 @@ def test_training_saves_weights_evolution_and_losses_that_round_trip(tmp_path, m
                    out_dir=tmp_path, config=tiny("aeacgan").to_dict())
     entry = registry.read_manifest(tmp_path)["aeacgan-mnist"]
     assert set(entry["weights"]) == {"generator", "discriminator", "encoder"}
-    assert {"fid", "fid_real", "inception_score", "inception_score_real", "class_accuracy",
+    assert {"fid", "fid_real", "inception_score", "inception_score_real", "class_accuracy", "class_diversity",
             "reconstruction_mae"} <= set(entry["metrics"])
     assert entry["metrics"]["fid_real"] < entry["metrics"]["fid"]
     loaded = registry.load_from(tmp_path, "aeacgan")
@@ -155,6 +155,9 @@ def test_frechet_distance_and_inception_score(mnist):
     assert metrics.inception_score(confident) == pytest.approx(10.0, rel=1e-3)
     assert metrics.inception_score(np.full((1000, 10), 0.1)) == pytest.approx(1.0)
     assert metrics.inception_score(np.eye(10)[np.zeros(1000, int)]) == pytest.approx(1.0)
+    classes = np.arange(2000) % 10
+    assert metrics.within_class_spread(features, classes) == pytest.approx(4.0, rel=0.05)  # √16 for N(0, I₁₆)
+    assert metrics.within_class_spread(features[classes], classes) < 1e-6  # one image per class
 
 
 def test_shipped_cnn_features_separate_real_digits_from_noise(mnist):
