@@ -3,8 +3,9 @@
 The kinds differ only in their sub-networks and a few switches (following keras.io's DCGAN and conditional-GAN
 examples, and the E/F/MNIST AE-AC-GAN recipe):
 - `mlp`: dense generator and discriminator.
-- `dcgan`: transposed convolutions up from 7×7; a strided-conv discriminator. No BatchNorm anywhere: LeakyReLU
-  and Dropout train stably here, as the AE-AC-GAN recipe says.
+- `dcgan`: transposed convolutions up from 7×7; a strided-conv discriminator with LeakyReLU and Dropout. The zoo's
+  DCGAN has BatchNorm in its generator (`batch_norm`, as in the DCGAN paper), which learned faster here; the other
+  kinds have none, as the AE-AC-GAN recipe says.
 - `acgan`: the same conv nets, the class one-hot joined to the noise, and an auxiliary class head on the
   discriminator; both players also minimise the class cross-entropy (the head's on real images only by default
   in the zoo: see `fake_class_loss`).

@@ -62,7 +62,7 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec("gan_mlp", GAN, ("mnist",), "MLP GAN", epochs=20, learning_rate=2e-4,
                   config={"kind": "mlp", "ema_momentum": 0.999}),
         ModelSpec("dcgan", GAN, ("mnist",), "DCGAN", epochs=10, learning_rate=2e-4,
-                  config={"kind": "dcgan", "ema_momentum": 0.999}),
+                  config={"kind": "dcgan", "batch_norm": True}),
         ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
                   config={"kind": "acgan", "fake_class_loss": False, "ema_momentum": 0.999}),
         ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10,
