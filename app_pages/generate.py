@@ -128,7 +128,8 @@ with evolution_tab:
             epoch = st.slider("After epoch", 1, len(frames), len(frames), key="evo_epoch") if len(frames) > 1 else 1
             st.image(ui.grid_png(frames[epoch - 1] / 255.0, cell=40),
                      caption=f"The same fixed noise after epoch {epoch} of {len(frames)}")
-            st.download_button("Download the evolution as a GIF", ui.evolution_gif(frames),
+            # a callable: the GIF (0.1 s to encode) is made when clicked, not on every rerun of this page
+            st.download_button("Download the evolution as a GIF", lambda: ui.evolution_gif(frames),
                                file_name=f"{name}-{dataset}-evolution.gif", mime="image/gif",
                                icon=":material/animated_images:", key="evo_gif")
         with right:
