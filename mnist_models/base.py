@@ -107,8 +107,10 @@ class ZooModel:
             function(zeros)
 
     def load_weights(self, files: dict[str, Path]) -> None:
+        """Load each part named in `files` (a part left out keeps its initial weights)."""
         for part, network in self.parts().items():
-            network.load_weights(files[part])
+            if part in files:
+                network.load_weights(files[part])
 
 
 def _infer(network: keras.Model, output, inputs):

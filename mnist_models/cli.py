@@ -29,6 +29,9 @@ def _fetch(args) -> int:
 def _train(args) -> int:
     from . import registry, training
 
+    if args.fresh and not args.resume:
+        raise ValueError("--fresh restarts a part of a resumed model: add --resume")
+
     settings = training.TrainSettings(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, lr_decay=args.lr_decay, train_size=args.train_size, seed=args.seed,
@@ -55,7 +58,8 @@ def _train(args) -> int:
     signal.signal(signal.SIGTERM, stop_gracefully)
     result = training.train(settings, out_dir=out, callbacks=[progress], stop_event=stop, resume=args.resume,
                             config=_config_overrides(args.set),
-                            backup_dir=Path(args.backup_dir) if args.backup_dir else None)
+                            backup_dir=Path(args.backup_dir) if args.backup_dir else None,
+                            fresh_parts=tuple(args.fresh))
     print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
                       "epochs_completed": result.epochs_completed,
                       "files": [str(p) for p in result.files.values()]}, indent=2))
@@ -143,6 +147,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-decay", type=float, default=0.0, help="per-epoch learning-rate factor (0: default)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the weights already in the output folder, e.g. with a lower --lr")
+    t.add_argument("--fresh", action="append", default=[], metavar="PART",
+                   help="with --resume: start this part anew (e.g. discriminator) while the others continue; "
+                        "--set may then change its architecture (repeatable)")
     t.add_argument("--out", help="weights folder (default: weights/)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set max_shift=0 (repeatable; with --resume only "

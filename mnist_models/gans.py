@@ -49,6 +49,15 @@ class GANConfig(Config):
     # steps (Yazıcı et al. 2019), which smooths out the step-to-step wobble of GAN training; 0: the last step's
     ema_momentum: float = 0.0
     batch_norm: bool = False  # BatchNorm in the conv generator, as in the DCGAN paper (the AE-AC-GAN recipe has none)
+    # > 0: the discriminator's (and encoder's) own width, so that it can outgrow the generator: a discriminator too
+    # weak to reject non-digits lets the generator settle on them; 0: `width`
+    disc_width: int = 0
+    # > 0: a hidden dense layer of this many units on the discriminator's conv features. Without it the real/fake
+    # logit is a linear sum of local patch scores, which sees strokes but hardly whether they make a digit
+    disc_hidden: int = 0
+    # the discriminator's learning rate over the generator's: > 1 is the two time-scale update rule (Heusel et al.
+    # 2017), a discriminator that keeps up with the generator's flaws instead of trailing them
+    disc_lr_ratio: float = 1.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -95,13 +104,14 @@ def _image_features(config: GANConfig, name: str, dropout: bool = True):
     x = layers.Reshape((28, 28, 1))(image)
     if config.input_noise and name == "discriminator":
         x = layers.GaussianNoise(config.input_noise)(x)
+    width = config.disc_width or config.width
     if config.kind == "mlp":
         x = layers.Flatten()(x)
-        for units in (config.width * 16, config.width * 8):
+        for units in (width * 16, width * 8):
             x = layers.LeakyReLU(0.2)(layers.Dense(units)(x))
             x = layers.Dropout(config.dropout)(x) if dropout else x
         return image, x
-    for filters in (2 * config.width, 4 * config.width):
+    for filters in (2 * width, 4 * width):
         x = layers.LeakyReLU(0.2)(layers.Conv2D(filters, 4, strides=2, padding="same")(x))
         x = layers.Dropout(config.dropout)(x) if dropout else x
     return image, layers.Flatten()(x)
@@ -110,6 +120,8 @@ def _image_features(config: GANConfig, name: str, dropout: bool = True):
 def build_discriminator(config: GANConfig) -> keras.Model:
     """image → real/fake logit (and, for the conditional kinds, 10 class logits)."""
     image, features = _image_features(config, "discriminator")
+    if config.disc_hidden:
+        features = layers.Dropout(config.dropout)(layers.LeakyReLU(0.2)(layers.Dense(config.disc_hidden)(features)))
     outputs = [layers.Dense(1, name="real_fake")(features)]
     if config.conditional:
         outputs.append(layers.Dense(10, name="class")(features))
@@ -128,6 +140,28 @@ def sample_noise(config: GANConfig, n: int, seed: int) -> np.ndarray:
     if config.noise == "uniform":
         return rng.uniform(size=(n, config.latent_dim)).astype(np.float32)
     return rng.normal(size=(n, config.latent_dim)).astype(np.float32)
+
+
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Another schedule times a constant factor."""
+
+    def __init__(self, schedule, factor: float):
+        self.schedule, self.factor = schedule, factor
+
+    def __call__(self, step):
+        return self.schedule(step) * self.factor
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "factor": self.factor}
+
+
+def scaled(learning_rate, factor: float):
+    """A learning rate (a number or a schedule) times `factor`."""
+    if factor == 1.0:
+        return learning_rate
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return ScaledSchedule(learning_rate, factor)
+    return learning_rate * factor
 
 
 class AdversarialNetwork(keras.Model):
@@ -150,7 +184,7 @@ class AdversarialNetwork(keras.Model):
 
     def compile(self, learning_rate):
         super().compile()
-        self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
+        self.d_optimizer = keras.optimizers.Adam(scaled(learning_rate, self.config.disc_lr_ratio), beta_1=0.5)
         self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5, use_ema=self.config.ema_momentum > 0,
                                                  ema_momentum=self.config.ema_momentum)
         # built now, so that a backup (BackupAndRestore) can be restored into them before the first step

@@ -214,10 +214,12 @@ def clean_orphans(folder: Path, min_age_s: float = 600) -> list[Path]:
     return sorted(removed)
 
 
-def load_from(folder: Path, name: str, dataset: str = "mnist", config_overrides: dict | None = None) -> ZooModel:
+def load_from(folder: Path, name: str, dataset: str = "mnist", config_overrides: dict | None = None,
+              fresh_parts: tuple[str, ...] = ()) -> ZooModel:
     """Build from code with the config in `folder`'s manifest, verify every file's sha256, then load_weights.
 
-    `config_overrides` changes training-only settings (e.g. augmentation) of a model that is resumed."""
+    `config_overrides` changes training-only settings (e.g. augmentation) of a model that is resumed; the parts
+    named in `fresh_parts` keep their new initial weights, so overrides may also change their architecture."""
     key = stem(name, dataset)
     entry = read_manifest(folder).get(key)
     fix = f"rebuild it with: {rebuild_command(name, dataset)}"
@@ -233,8 +235,13 @@ def load_from(folder: Path, name: str, dataset: str = "mnist", config_overrides:
                                f"(changed or truncated); {fix}")
         return path
 
+    unknown = set(fresh_parts) - set(model.parts())
+    if unknown:
+        raise ValueError(f"{name} has no part(s) {sorted(unknown)}; its parts are {sorted(model.parts())}")
     files = {}
     for part in model.parts():
+        if part in fresh_parts:
+            continue
         recorded = entry.get("weights", {}).get(part)
         if recorded is None:
             raise WeightsError(f"{folder / MANIFEST_NAME} lists no '{part}' weights for {key}; {fix}")

@@ -241,11 +241,12 @@ def subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
 
 def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), stop_event=None,
           config: dict | None = None, model=None, resume: bool = False,
-          backup_dir: Path | None = None) -> TrainResult:
+          backup_dir: Path | None = None, fresh_parts: tuple[str, ...] = ()) -> TrainResult:
     """Train, evaluate on the full test set, save atomically to `out_dir` and record it in its manifest.
 
     `config` overrides the model's defaults; with `resume`, which continues from the weights already in `out_dir`
-    and records the earlier runs, it may change training-only settings such as augmentation.
+    and records the earlier runs, it may change training-only settings such as augmentation, and restart the
+    `fresh_parts` (e.g. a GAN's discriminator) from new weights, in an architecture the config may change.
     A run stopped by `stop_event` keeps and saves what it learned; a run whose loss went NaN saves nothing.
     With a distribution strategy, the batch size is per replica (the global batch scales with the replicas),
     and only the chief saves. `backup_dir` keeps a per-epoch backup that a restarted run resumes from.
@@ -262,7 +263,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     with strategy.scope():  # variables, optimizers and metrics are created under the strategy
         if resume:
             prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
-            model = registry.load_from(out_dir, settings.model, settings.dataset, config)
+            model = registry.load_from(out_dir, settings.model, settings.dataset, config, fresh_parts)
             earlier_runs = prior.get("earlier_runs", []) + [
                 {k: prior[k] for k in ("training", "epochs_completed", "seconds_total", "seconds_per_epoch",
                                        "metrics", "history", "trained_at") if k in prior}]

@@ -49,6 +49,34 @@ def test_unconditional_models_refuse_classes():
         GANConfig(kind="stylegan")
 
 
+@pytest.mark.parametrize("kind", ["mlp", "dcgan", "aeacgan"])
+def test_disc_width_widens_only_the_image_readers(kind):
+    """disc_width sizes the discriminator and the encoder (they share a trunk); the generator keeps `width`."""
+    narrow, wide = GAN(tiny(kind)), GAN(tiny(kind, disc_width=8))
+    assert GAN(tiny(kind, disc_width=4)).discriminator.count_params() == narrow.discriminator.count_params()
+    assert wide.generator.count_params() == narrow.generator.count_params()
+    for part in ("discriminator", "encoder") if kind == "aeacgan" else ("discriminator",):
+        assert wide.parts()[part].count_params() > narrow.parts()[part].count_params()
+    assert wide.generate(2, seed=0).shape == (2, 28, 28)
+
+
+def test_disc_lr_ratio_scales_the_discriminators_learning_rate():
+    """The two time-scale update rule: the discriminator's step size is the ratio times the generator's, for a
+    constant rate and along a decay schedule."""
+    import keras
+
+    network = GAN(tiny("dcgan", disc_lr_ratio=4.0)).compile(1e-4)
+    assert float(network.d_optimizer.learning_rate) == pytest.approx(4e-4)
+    assert float(network.g_optimizer.learning_rate) == pytest.approx(1e-4)
+    decay = keras.optimizers.schedules.ExponentialDecay(1e-4, decay_steps=10, decay_rate=0.5)
+    network = GAN(tiny("dcgan", disc_lr_ratio=4.0)).compile(decay)
+    for step in (0, 10, 25):
+        network.d_optimizer.iterations.assign(step)
+        network.g_optimizer.iterations.assign(step)
+        assert float(network.d_optimizer.learning_rate) == pytest.approx(4 * float(network.g_optimizer.learning_rate))
+    assert float(network.g_optimizer.learning_rate) == pytest.approx(1e-4 * 0.5 ** 2.5)
+
+
 def test_autoencode_returns_images(mnist_test_float):
     gan = GAN(tiny("aeacgan"))
     out = gan.autoencode(mnist_test_float[0][:4])
@@ -133,6 +161,27 @@ def test_training_saves_weights_evolution_and_losses_that_round_trip(tmp_path, m
                                atol=1e-6)
     assert np.stack(loaded.evolution).shape == (2, 10, 10, 28, 28)
     assert len(loaded.loss_history["d_loss"]) == 2 * 1  # one point per 20 batches; 8 batches an epoch
+
+
+def test_resume_with_a_fresh_discriminator_of_a_new_shape(tmp_path, capsys):
+    """--resume --fresh discriminator: the generator continues, the discriminator restarts in a new architecture."""
+    from mnist_models import cli
+
+    first = train(TrainSettings(model="dcgan", epochs=1, train_size=64, batch_size=32), out_dir=tmp_path,
+                  config=tiny("dcgan").to_dict())
+    resumed = registry.load_from(tmp_path, "dcgan", "mnist", {"disc_hidden": 16}, fresh_parts=("discriminator",))
+    np.testing.assert_allclose(resumed.generate(3, seed=2), first.model.generate(3, seed=2), atol=1e-6)
+    assert resumed.discriminator.count_params() > first.model.discriminator.count_params()
+    with pytest.raises(ValueError, match="no part"):
+        registry.load_from(tmp_path, "dcgan", fresh_parts=("critic",))
+
+    base = ["train", "dcgan", "--out", str(tmp_path), "--epochs", "1", "--train-size", "64", "--batch-size", "32"]
+    assert cli.main([*base, "--fresh", "discriminator"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main([*base, "--resume", "--fresh", "discriminator", "--set", "disc_hidden=16"]) == 0
+    entry = registry.read_manifest(tmp_path)["dcgan-mnist"]
+    assert entry["config"]["disc_hidden"] == 16 and len(entry["earlier_runs"]) == 1
+    assert registry.load_from(tmp_path, "dcgan").discriminator.count_params() == resumed.discriminator.count_params()
 
 
 def test_a_changed_artifacts_file_is_refused(tmp_path):
