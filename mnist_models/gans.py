@@ -201,12 +201,34 @@ class AdversarialNetwork(keras.Model):
         """Replace the generator's (and encoder's) weights by their moving average, if training kept one."""
         if self.g_optimizer.use_ema:
             self.g_optimizer.finalize_variable_values(self._generator_side_weights())
+            self.recalibrate_batch_norm()
+
+    def recalibrate_batch_norm(self, samples: int = 4096):
+        """Set the generator's BatchNorm statistics to those of one large batch of its own activations: the moving
+        statistics were gathered with the live weights, not with the averaged ones that replace them."""
+        norms = [layer for layer in self.generator.layers if isinstance(layer, layers.BatchNormalization)]
+        momenta = [norm.momentum for norm in norms]
+        try:
+            for norm in norms:
+                norm.momentum = 0.0  # the moving statistics become this batch's
+            if norms:
+                self.generator(self._generator_inputs(samples)[0], training=True)
+        finally:
+            for norm, momentum in zip(norms, momenta, strict=True):
+                norm.momentum = momentum
 
     def _noise(self, batch):
         shape = (batch, self.config.latent_dim)
         if self.config.noise == "uniform":
             return keras.random.uniform(shape, seed=self.seed_generator)
         return keras.random.normal(shape, seed=self.seed_generator)
+
+    def _generator_inputs(self, batch):
+        """Random generator inputs for a batch, and the classes asked for (None for the unconditional kinds)."""
+        if not self.config.conditional:
+            return self._noise(batch), None
+        classes = keras.random.randint((batch,), 0, 10, seed=self.seed_generator)
+        return [self._noise(batch), classes], classes
 
     def _discriminate(self, images):
         outputs = self.discriminator(images, training=True)
@@ -218,11 +240,7 @@ class AdversarialNetwork(keras.Model):
         cfg = self.config
         bce = keras.losses.BinaryCrossentropy(from_logits=True)
         cce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        if cfg.conditional:
-            fake_classes = keras.random.randint((batch,), 0, 10, seed=self.seed_generator)
-            gen_inputs = [self._noise(batch), fake_classes]
-        else:
-            gen_inputs = self._noise(batch)
+        gen_inputs, fake_classes = self._generator_inputs(batch)
 
         with tf.GradientTape() as tape:
             fakes = self.generator(gen_inputs, training=True)
