@@ -265,8 +265,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
             prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
             model = registry.load_from(out_dir, settings.model, settings.dataset, config, fresh_parts)
             earlier_runs = prior.get("earlier_runs", []) + [
-                {k: prior[k] for k in ("training", "epochs_completed", "seconds_total", "seconds_per_epoch",
-                                       "metrics", "history", "trained_at") if k in prior}]
+                {k: prior[k] for k in ("config", "fresh_parts", "training", "epochs_completed", "seconds_total",
+                                       "seconds_per_epoch", "metrics", "history", "trained_at") if k in prior}]
         model = model or registry.build(settings.model, settings.dataset, config)
         steps = math.ceil(len(x_train) / global_batch)
         learning_rate = settings.learning_rate
@@ -309,6 +309,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "train_examples": int(len(x_train)),
         "replicas": int(strategy.num_replicas_in_sync),
         **({"resumed_from_epoch": backup.resumed_from_epoch} if backup and backup.resumed_from_epoch else {}),
+        **({"fresh_parts": list(fresh_parts)} if resume and fresh_parts else {}),
         "seconds_total": round(seconds, 1),
         "seconds_per_epoch": [round(s, 1) for s in timer.seconds],
         "metrics": metrics,

@@ -202,7 +202,8 @@ def test_resume_with_a_fresh_discriminator_of_a_new_shape(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert cli.main([*base, "--resume", "--fresh", "discriminator", "--set", "disc_hidden=16"]) == 0
     entry = registry.read_manifest(tmp_path)["dcgan-mnist"]
-    assert entry["config"]["disc_hidden"] == 16 and len(entry["earlier_runs"]) == 1
+    assert entry["config"]["disc_hidden"] == 16 and entry["fresh_parts"] == ["discriminator"]
+    assert [run["config"]["disc_hidden"] for run in entry["earlier_runs"]] == [0]
     assert registry.load_from(tmp_path, "dcgan").discriminator.count_params() == resumed.discriminator.count_params()
 
 
