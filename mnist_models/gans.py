@@ -49,9 +49,6 @@ class GANConfig(Config):
     # steps (Yazıcı et al. 2019), which smooths out the step-to-step wobble of GAN training; 0: the last step's
     ema_momentum: float = 0.0
     batch_norm: bool = False  # BatchNorm in the conv generator, as in the DCGAN paper (the AE-AC-GAN recipe has none)
-    # > 0: the discriminator's (and encoder's) own width, so that it can outgrow the generator: a discriminator too
-    # weak to reject non-digits lets the generator settle on them; 0: `width`
-    disc_width: int = 0
     # > 0: a hidden dense layer of this many units on the discriminator's conv features. Without it the real/fake
     # logit is a linear sum of local patch scores, which sees strokes but hardly whether they make a digit
     disc_hidden: int = 0
@@ -104,14 +101,13 @@ def _image_features(config: GANConfig, name: str, dropout: bool = True):
     x = layers.Reshape((28, 28, 1))(image)
     if config.input_noise and name == "discriminator":
         x = layers.GaussianNoise(config.input_noise)(x)
-    width = config.disc_width or config.width
     if config.kind == "mlp":
         x = layers.Flatten()(x)
-        for units in (width * 16, width * 8):
+        for units in (config.width * 16, config.width * 8):
             x = layers.LeakyReLU(0.2)(layers.Dense(units)(x))
             x = layers.Dropout(config.dropout)(x) if dropout else x
         return image, x
-    for filters in (2 * width, 4 * width):
+    for filters in (2 * config.width, 4 * config.width):
         x = layers.LeakyReLU(0.2)(layers.Conv2D(filters, 4, strides=2, padding="same")(x))
         x = layers.Dropout(config.dropout)(x) if dropout else x
     return image, layers.Flatten()(x)
