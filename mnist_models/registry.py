@@ -61,8 +61,9 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec("vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent", epochs=30, lr_decay=0.97),
         ModelSpec("gan_mlp", GAN, ("mnist",), "MLP GAN", epochs=20, learning_rate=2e-4,
                   config={"kind": "mlp", "ema_momentum": 0.999}),
-        ModelSpec("dcgan", GAN, ("mnist",), "DCGAN", epochs=10, learning_rate=2e-4,
-                  config={"kind": "dcgan", "batch_norm": True}),
+        ModelSpec("dcgan", GAN, ("mnist",), "DCGAN", epochs=10, learning_rate=1e-4, lr_decay=0.95,
+                  config={"kind": "dcgan", "batch_norm": True, "disc_hidden": 256, "disc_lr_ratio": 4.0,
+                          "ema_momentum": 0.999}),
         ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
                   config={"kind": "acgan", "fake_class_loss": False, "ema_momentum": 0.999}),
         ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10,
@@ -136,13 +137,16 @@ def update_manifest(key: str, entry: dict, folder: Path = WEIGHTS_DIR) -> None:
 
 # --- loading -----------------------------------------------------------------------------------------------
 
-def build(name: str, dataset: str = "mnist", config: dict | None = None) -> ZooModel:
-    """A fresh, untrained model built from code (config from a dict, or the defaults)."""
+def build(name: str, dataset: str = "mnist", config: dict | None = None, saved: bool = False) -> ZooModel:
+    """A fresh, untrained model built from code: `config` overrides the zoo's spec for it. A `saved` config (from
+    a manifest) is complete as it was written: a field it lacks was added later and takes the config class's
+    default, the behaviour it was trained with, not what the spec now asks of new runs."""
     model_spec = spec(name)
     if dataset not in model_spec.datasets:
         raise ValueError(f"{name} is available for {', '.join(model_spec.datasets)}, not {dataset!r}")
     cls = model_spec.model_class
-    return cls(cls.config_class.from_dict({**model_spec.config, **(config or {})}), dataset=dataset)
+    base = {} if saved else model_spec.config
+    return cls(cls.config_class.from_dict({**base, **(config or {})}), dataset=dataset)
 
 
 def _save_weights_only(network, path: str) -> None:
@@ -225,7 +229,7 @@ def load_from(folder: Path, name: str, dataset: str = "mnist", config_overrides:
     fix = f"rebuild it with: {rebuild_command(name, dataset)}"
     if entry is None:
         raise WeightsError(f"no trained weights for {name} on {dataset} in {folder}; {fix}")
-    model = build(name, dataset, {**entry.get("config", {}), **(config_overrides or {})})
+    model = build(name, dataset, {**entry.get("config", {}), **(config_overrides or {})}, saved=True)
     def verified(recorded: dict) -> Path:
         path = folder / recorded["file"]
         if not path.is_file():

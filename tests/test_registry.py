@@ -128,3 +128,17 @@ def test_killing_a_save_midway_leaves_loadable_weights(trained, tmp_path):
         registry.load_from(folder, "cnn")  # raises if the manifest points at a partial file
     registry.clean_orphans(folder, min_age_s=0)
     assert len(list(folder.glob("*.weights.h5"))) == 1
+
+
+def test_a_saved_config_lacking_a_newer_field_loads_as_it_was_trained(tmp_path):
+    """The zoo's DCGAN spec now asks new runs for a hidden discriminator layer; weights saved before that field
+    existed still load, into the architecture they were trained in (the field's class default, not the spec's)."""
+    from mnist_models.gans import GAN, GANConfig
+
+    assert registry.build("dcgan").config.disc_hidden > 0
+    gan = GAN(GANConfig(kind="dcgan", latent_dim=8, width=4, batch_norm=True))
+    older = {k: v for k, v in gan.config.to_dict().items() if k not in ("disc_hidden", "disc_lr_ratio")}
+    registry.save(gan, tmp_path, {"model": "dcgan", "dataset": "mnist", "config": older})
+    loaded = registry.load_from(tmp_path, "dcgan")
+    assert loaded.config.disc_hidden == 0
+    assert loaded.discriminator.count_params() == gan.discriminator.count_params()
