@@ -29,9 +29,6 @@ def _fetch(args) -> int:
 def _train(args) -> int:
     from . import registry, training
 
-    if args.fresh and not args.resume:
-        raise ValueError("--fresh restarts a part of a resumed model: add --resume")
-
     settings = training.TrainSettings(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, lr_decay=args.lr_decay, train_size=args.train_size, seed=args.seed,

@@ -203,12 +203,13 @@ class AdversarialNetwork(keras.Model):
         """Set the generator's BatchNorm statistics to those of one large batch of its own activations: the moving
         statistics were gathered with the live weights, not with the averaged ones that replace them."""
         norms = [layer for layer in self.generator.layers if isinstance(layer, layers.BatchNormalization)]
+        if not norms:
+            return
         momenta = [norm.momentum for norm in norms]
         try:
             for norm in norms:
                 norm.momentum = 0.0  # the moving statistics become this batch's
-            if norms:
-                self.generator(self._generator_inputs(samples)[0], training=True)
+            self.generator(self._generator_inputs(samples)[0], training=True)
         finally:
             for norm, momentum in zip(norms, momenta, strict=True):
                 norm.momentum = momentum

@@ -251,6 +251,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     With a distribution strategy, the batch size is per replica (the global batch scales with the replicas),
     and only the chief saves. `backup_dir` keeps a per-epoch backup that a restarted run resumes from.
     """
+    if fresh_parts and not resume:
+        raise ValueError("--fresh restarts a part of a resumed model: add --resume")
     settings = settings.resolved()
     out_dir = Path(out_dir) if out_dir else registry.WEIGHTS_DIR
     strategy = make_strategy(settings.strategy)
@@ -309,7 +311,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "train_examples": int(len(x_train)),
         "replicas": int(strategy.num_replicas_in_sync),
         **({"resumed_from_epoch": backup.resumed_from_epoch} if backup and backup.resumed_from_epoch else {}),
-        **({"fresh_parts": list(fresh_parts)} if resume and fresh_parts else {}),
+        **({"fresh_parts": list(fresh_parts)} if fresh_parts else {}),
         "seconds_total": round(seconds, 1),
         "seconds_per_epoch": [round(s, 1) for s in timer.seconds],
         "metrics": metrics,

@@ -55,7 +55,7 @@ def test_ctrl_c_once_saves_the_model_and_twice_abandons_the_run(tmp_path):
                 if "Stopping after this batch" in line:
                     break
             proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=300)[0]
+        output = proc.communicate(timeout=120)[0]
         outcomes[presses] = (proc.returncode, registry.read_manifest(folder).get("cnn-mnist"), output)
     code, entry, output = outcomes[1]
     assert code == 0 and entry["stopped_early"] and "test_accuracy" in entry["metrics"], output[-2000:]
