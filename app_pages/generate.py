@@ -84,6 +84,11 @@ with grids_tab:
         path = gan.interpolate(seed, seed + 1, steps=steps)
         show_grid(path[None], f"From the noise of seed {seed} to that of seed {seed + 1}, in {steps} steps",
                   f"{name}-{dataset}-interpolation-seed{seed}.png", cell=64)
+        if gan.config.categories:
+            rows = np.stack([gan.class_sweep(seed=seed + row) for row in range(6)])
+            show_grid(rows, f"The {gan.config.categories} values of its categorical code, one per column; each row "
+                      "keeps one noise vector. No labels were used in training: the model learned to give each value "
+                      "a kind of digit on its own (InfoGAN)", f"{name}-{dataset}-codes-seed{seed}.png")
     drawing = st.session_state.get("drawing")
     if name == "aeacgan" and dataset == "mnist":
         st.subheader("Your drawing, encoded and redrawn by the AE-AC-GAN")
@@ -100,7 +105,8 @@ with evolution_tab:
     dataset = dataset_picker(name, "evo_dataset")
     gan = ui.model_or_stop(name, dataset)
     folder, _ = registry.active_version(name, dataset)
-    scores = registry.read_manifest(folder).get(registry.stem(name, dataset), {}).get("metrics", {})
+    entry = registry.read_manifest(folder).get(registry.stem(name, dataset), {})
+    scores = entry.get("metrics", {})
     if "fid" in scores:
         cols = st.columns(5)
         cols[0].metric("FID (lower is better)", f"{scores['fid']:.1f}", help="Fréchet distance between the CNN's "
@@ -119,15 +125,23 @@ with evolution_tab:
         if "class_accuracy" in scores:
             cols[4].metric("Drawn as asked", f"{scores['class_accuracy']:.1%}", help="How often the CNN reads a "
                            "sample as the class the generator was asked for.")
+        elif "code_purity" in scores:
+            cols[4].metric("One digit per code", f"{scores['code_purity']:.0%}", help="How often a sample is the "
+                           "digit its categorical code draws most: the model was never shown a label, so this is "
+                           "how far it found the ten digits on its own.")
     frames = np.asarray(gan.evolution)
     if not len(frames):
         st.info("These weights were saved without per-epoch samples.")
     else:
         left, right = st.columns(2, gap="large")
+        last = max(entry.get("epochs_total", 0), len(frames))
+        first = last - len(frames) + 1  # > 1 when the samples of the first epochs were not kept
         with left:
-            epoch = st.slider("After epoch", 1, len(frames), len(frames), key="evo_epoch") if len(frames) > 1 else 1
-            st.image(ui.grid_png(frames[epoch - 1] / 255.0, cell=40),
-                     caption=f"The same fixed noise after epoch {epoch} of {len(frames)}")
+            epoch = st.slider("After epoch", first, last, last, key="evo_epoch") if len(frames) > 1 else last
+            st.image(ui.grid_png(frames[epoch - first] / 255.0, cell=40),
+                     caption=f"The same fixed noise after epoch {epoch} of {last}")
+            if first > 1:
+                st.caption(f"The samples of epochs 1–{first - 1} were lost when that training was restarted.")
             # a callable: the GIF (0.1 s to encode) is made when clicked, not on every rerun of this page
             st.download_button("Download the evolution as a GIF", lambda: ui.evolution_gif(frames),
                                file_name=f"{name}-{dataset}-evolution.gif", mime="image/gif",
@@ -135,7 +149,7 @@ with evolution_tab:
         with right:
             fig = go.Figure()
             for key, values in gan.loss_history.items():
-                fig.add_trace(go.Scatter(y=values, x=np.linspace(0, len(frames), len(values)), mode="lines",
+                fig.add_trace(go.Scatter(y=values, x=np.linspace(first - 1, last, len(values)), mode="lines",
                                          name=key))
             fig.update_layout(height=380, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="epoch",
                               yaxis_title="loss (running mean within each epoch)", legend=dict(orientation="h"))

@@ -75,8 +75,9 @@ class ZooModel:
         epoch while training), or None for models that do not draw."""
         return None
 
-    def training_callbacks(self) -> list:
-        """Keras callbacks the model itself needs while training (e.g. recording per-epoch samples)."""
+    def training_callbacks(self, x_train: np.ndarray) -> list:
+        """Keras callbacks the model itself needs while training (e.g. recording per-epoch samples); `x_train` is
+        the training images, for those that measure something on real data."""
         return []
 
     def artifacts(self) -> dict[str, np.ndarray]:

@@ -52,27 +52,38 @@ class GANConfig(Config):
     # > 0: a hidden dense layer of this many units on the discriminator's conv features. Without it the real/fake
     # logit is a linear sum of local patch scores, which sees strokes but hardly whether they make a digit
     disc_hidden: int = 0
-    # the discriminator's learning rate over the generator's: > 1 is the two time-scale update rule (Heusel et al.
-    # 2017), a discriminator that keeps up with the generator's flaws instead of trailing them
-    disc_lr_ratio: float = 1.0
+    # > 0 (unconditional kinds): an InfoGAN categorical code (Chen et al. 2016) of this many values joins the
+    # noise, and a discriminator head learns to tell a fake's code back; both players minimise that head's
+    # cross-entropy. The generator's input space then falls apart into distinct kinds of image (on MNIST, mostly
+    # the digits, found without labels) instead of one connected space whose in-between points draw digits
+    # that are none of the ten
+    categories: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"GAN kind must be one of {KINDS}, got {self.kind!r}")
         if self.noise not in ("normal", "uniform"):
             raise ValueError(f"noise must be 'normal' or 'uniform', got {self.noise!r}")
+        if self.categories and (self.conditional or self.categories < 2):
+            raise ValueError("categories (2 or more) is for the unconditional kinds; acgan and aeacgan take the "
+                             f"class itself, got {self.categories} for {self.kind}")
 
     @property
     def conditional(self) -> bool:
         return self.kind in ("acgan", "aeacgan")
 
+    @property
+    def codes(self) -> int:
+        """How many values the generator's discrete input takes: the 10 classes, the categorical code's, or 0."""
+        return 10 if self.conditional else self.categories
+
 
 def _generator_inputs(config: GANConfig):
     z = keras.Input((config.latent_dim,), name="z")
-    if not config.conditional:
+    if not config.codes:
         return [z], z
     label = keras.Input((), dtype="int32", name="label")
-    one_hot = layers.Lambda(lambda t: ops.one_hot(t, 10), output_shape=(10,))(label)
+    one_hot = layers.Lambda(lambda t: ops.one_hot(t, config.codes), output_shape=(config.codes,))(label)
     return [z, label], layers.Concatenate()([z, one_hot])
 
 
@@ -114,13 +125,13 @@ def _image_features(config: GANConfig, name: str, dropout: bool = True):
 
 
 def build_discriminator(config: GANConfig) -> keras.Model:
-    """image → real/fake logit (and, for the conditional kinds, 10 class logits)."""
+    """image → real/fake logit (and 10 class logits for the conditional kinds, or the categorical code's)."""
     image, features = _image_features(config, "discriminator")
     if config.disc_hidden:
         features = layers.Dropout(config.dropout)(layers.LeakyReLU(0.2)(layers.Dense(config.disc_hidden)(features)))
     outputs = [layers.Dense(1, name="real_fake")(features)]
-    if config.conditional:
-        outputs.append(layers.Dense(10, name="class")(features))
+    if config.codes:
+        outputs.append(layers.Dense(config.codes, name="class" if config.conditional else "code")(features))
     return keras.Model(image, outputs, name="discriminator")
 
 
@@ -138,28 +149,6 @@ def sample_noise(config: GANConfig, n: int, seed: int) -> np.ndarray:
     return rng.normal(size=(n, config.latent_dim)).astype(np.float32)
 
 
-class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Another schedule times a constant factor."""
-
-    def __init__(self, schedule, factor: float):
-        self.schedule, self.factor = schedule, factor
-
-    def __call__(self, step):
-        return self.schedule(step) * self.factor
-
-    def get_config(self):
-        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "factor": self.factor}
-
-
-def scaled(learning_rate, factor: float):
-    """A learning rate (a number or a schedule) times `factor`."""
-    if factor == 1.0:
-        return learning_rate
-    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-        return ScaledSchedule(learning_rate, factor)
-    return learning_rate * factor
-
-
 class AdversarialNetwork(keras.Model):
     """Trains generator and discriminator (and encoder) with two Adam optimizers, one step each per batch."""
 
@@ -168,8 +157,8 @@ class AdversarialNetwork(keras.Model):
         self.config, self.generator, self.discriminator, self.encoder = config, generator, discriminator, encoder
         self.seed_generator = keras.random.SeedGenerator(7)
         names = ["d_loss", "g_loss", "d_real", "d_fake"]
-        if config.conditional:
-            names.append("class_accuracy")  # how often the discriminator's class head names the asked class
+        if config.codes:  # how often the discriminator's head names the asked class (or tells the code back)
+            names.append("class_accuracy" if config.conditional else "code_accuracy")
         if encoder is not None:
             names.append("reconstruction_mae")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -180,7 +169,7 @@ class AdversarialNetwork(keras.Model):
 
     def compile(self, learning_rate):
         super().compile()
-        self.d_optimizer = keras.optimizers.Adam(scaled(learning_rate, self.config.disc_lr_ratio), beta_1=0.5)
+        self.d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
         self.g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5, use_ema=self.config.ema_momentum > 0,
                                                  ema_momentum=self.config.ema_momentum)
         # built now, so that a backup (BackupAndRestore) can be restored into them before the first step
@@ -221,15 +210,15 @@ class AdversarialNetwork(keras.Model):
         return keras.random.normal(shape, seed=self.seed_generator)
 
     def _generator_inputs(self, batch):
-        """Random generator inputs for a batch, and the classes asked for (None for the unconditional kinds)."""
-        if not self.config.conditional:
+        """Random generator inputs for a batch, and the classes (or codes) asked for; None without either."""
+        if not self.config.codes:
             return self._noise(batch), None
-        classes = keras.random.randint((batch,), 0, 10, seed=self.seed_generator)
+        classes = keras.random.randint((batch,), 0, self.config.codes, seed=self.seed_generator)
         return [self._noise(batch), classes], classes
 
     def _discriminate(self, images):
         outputs = self.discriminator(images, training=True)
-        return outputs if self.config.conditional else (outputs, None)
+        return outputs if self.config.codes else (outputs, None)
 
     def train_step(self, data):
         images, labels = data  # images in [-1, 1]
@@ -249,6 +238,8 @@ class AdversarialNetwork(keras.Model):
                 d_loss += cce(labels, real_class)
                 if cfg.fake_class_loss:
                     d_loss += cce(fake_classes, fake_class)
+            elif cfg.categories:
+                d_loss += cce(fake_classes, fake_class)
         grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights, strict=True))
 
@@ -257,7 +248,7 @@ class AdversarialNetwork(keras.Model):
             fakes = self.generator(gen_inputs, training=True)
             fake_logit, fake_class = self._discriminate(fakes)
             g_loss = bce(ops.ones_like(fake_logit), fake_logit)
-            if cfg.conditional:
+            if cfg.codes:
                 g_loss += cce(fake_classes, fake_class)
             if self.encoder is not None:
                 codes = self.encoder(images, training=True)
@@ -273,9 +264,9 @@ class AdversarialNetwork(keras.Model):
         self.trackers["g_loss"].update_state(g_loss)
         self.trackers["d_real"].update_state(ops.mean(ops.sigmoid(real_logit)))
         self.trackers["d_fake"].update_state(ops.mean(ops.sigmoid(fake_logit)))
-        if cfg.conditional:
+        if cfg.codes:
             hits = ops.cast(ops.equal(ops.argmax(fake_class, axis=-1), fake_classes), "float32")
-            self.trackers["class_accuracy"].update_state(ops.mean(hits))
+            self.trackers["class_accuracy" if cfg.conditional else "code_accuracy"].update_state(ops.mean(hits))
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
@@ -307,6 +298,7 @@ class GAN(ZooModel):
         if self.encoder is not None:
             self._encode = self.inference_function(self.encoder)
         self.evolution: list[np.ndarray] = []  # uint8 fixed-noise grids, one per trained epoch
+        self.code_prior: np.ndarray | None = None  # the categorical code's rates in real data (None: uniform)
         self.loss_history: dict[str, list[float]] = {}
 
     def parts(self) -> dict[str, keras.Model]:
@@ -324,18 +316,23 @@ class GAN(ZooModel):
         ds = tf.data.Dataset.from_tensor_slices((images, y.astype(np.int32))).shuffle(len(x), seed=seed)
         return ds.batch(batch_size, drop_remainder=len(x) >= batch_size).prefetch(tf.data.AUTOTUNE)
 
-    def training_callbacks(self) -> list[keras.callbacks.Callback]:
-        return [EvolutionRecorder(self), BatchLossRecorder(self), AveragedGenerator()]
+    def training_callbacks(self, x_train: np.ndarray) -> list[keras.callbacks.Callback]:
+        callbacks = [EvolutionRecorder(self), BatchLossRecorder(self), AveragedGenerator()]
+        return callbacks + ([CodePrior(self, x_train)] if self.config.categories else [])
 
     def artifacts(self) -> dict[str, np.ndarray]:
         """Saved beside the weights: the per-epoch sample grids and the per-batch loss curves."""
         out = {f"loss_{k}": np.asarray(v, np.float32) for k, v in self.loss_history.items()}
         if self.evolution:
             out["evolution"] = np.stack(self.evolution)
+        if self.code_prior is not None:
+            out["code_prior"] = self.code_prior.astype(np.float32)
         return out
 
     def load_artifacts(self, arrays: dict[str, np.ndarray]) -> None:
         self.evolution = list(arrays.get("evolution", []))
+        prior = arrays.get("code_prior")
+        self.code_prior = None if prior is None else np.asarray(prior, np.float64) / np.sum(prior)
         self.loss_history = {k[5:]: v.tolist() for k, v in arrays.items() if k.startswith("loss_")}
 
     def preview_images(self, x_uint8):
@@ -345,18 +342,34 @@ class GAN(ZooModel):
 
     def _run_generator(self, z: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
         inputs = tf.convert_to_tensor(z, tf.float32)
-        if self.config.conditional:  # every conditional caller passes the classes it wants
+        if self.config.codes:  # every caller passes the classes (or codes) it wants
             inputs = [inputs, tf.convert_to_tensor(np.asarray(classes, np.int32))]
         with self.lock:
             images = self._generate(inputs).numpy()
         return np.clip((images + 1.0) / 2.0, 0.0, 1.0)
 
     def generate(self, n: int, seed: int = 0) -> np.ndarray:
-        """n images (n, 28, 28) in [0, 1]; conditional models draw their classes uniformly from the seed."""
+        """n images (n, 28, 28) in [0, 1]; conditional models draw their classes uniformly from the seed, models
+        with a categorical code their codes at the rates `fit_code_prior` measured."""
         if not 1 <= n <= 10000:
             raise ValueError(f"n must be 1–10000, got {n}")
-        classes = np.random.default_rng(seed + 1).integers(0, 10, n) if self.config.conditional else None
-        return self._run_generator(sample_noise(self.config, n, seed), classes)
+        return self._run_generator(sample_noise(self.config, n, seed), self._random_codes(n, seed))
+
+    def _random_codes(self, n: int, seed: int) -> np.ndarray | None:
+        """The classes (or codes) `generate` draws for a seed: uniformly, or codes at their rates in real data once
+        `fit_code_prior` measured them; None for models without either."""
+        codes, rng = self.config.codes, np.random.default_rng(seed + 1)
+        if not codes:
+            return None
+        return rng.integers(0, codes, n) if self.code_prior is None else rng.choice(codes, n, p=self.code_prior)
+
+    def fit_code_prior(self, x_uint8: np.ndarray) -> None:
+        """Measure how often each value of the categorical code occurs in real data, as the discriminator's code
+        head reads real images (no labels needed). InfoGAN may give two code values to one digit (often the 1s)
+        and none to a rarer one; drawn uniformly, such codes would over-draw the first digit."""
+        (probs,) = predict_batches(lambda b: (self._head_probabilities(b),), to_float(x_uint8))
+        self.code_prior = probs.mean(axis=0, dtype=np.float64)
+        self.code_prior /= self.code_prior.sum()
 
     def generate_class(self, classes, seed: int = 0) -> np.ndarray:
         """One image per requested class (0–9), each with its own noise from `seed`."""
@@ -367,18 +380,20 @@ class GAN(ZooModel):
         return self._run_generator(sample_noise(self.config, len(classes), seed), classes)
 
     def class_sweep(self, seed: int = 0) -> np.ndarray:
-        """The same noise vector drawn as each of the 10 classes: style stays, class changes."""
-        self._require_conditional()
-        z = np.repeat(sample_noise(self.config, 1, seed), 10, axis=0)
-        return self._run_generator(z, np.arange(10))
+        """The same noise vector drawn as each class (or each value of the categorical code, which the model
+        gave its own meaning): style stays, class changes."""
+        if not self.config.codes:
+            self._require_conditional()
+        z = np.repeat(sample_noise(self.config, 1, seed), self.config.codes, axis=0)
+        return self._run_generator(z, np.arange(self.config.codes))
 
     def interpolate(self, a: int, b: int, steps: int = 8, label: int | None = None) -> np.ndarray:
         """Images along the straight line between the noise vectors of seeds `a` and `b` (same class)."""
         za, zb = sample_noise(self.config, 1, a)[0], sample_noise(self.config, 1, b)[0]
         z = np.stack([za + t * (zb - za) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
-        if not self.config.conditional:
+        if not self.config.codes:
             return self._run_generator(z)
-        label = int(np.random.default_rng(a + 1).integers(0, 10)) if label is None else int(label)
+        label = int(self._random_codes(1, a)[0]) if label is None else int(label)
         return self._run_generator(z, np.full(steps, label))
 
     def render_number(self, text: str, seed: int = 0) -> np.ndarray:
@@ -391,10 +406,11 @@ class GAN(ZooModel):
         return np.concatenate(list(images), axis=1)
 
     def sample_grid(self) -> np.ndarray:
-        """The fixed-noise grid (10, 10, 28, 28): for conditional models, row r is noise r, column c class c."""
-        if self.config.conditional:
+        """The fixed-noise grid (10, 10, 28, 28): for models with classes (or codes), row r is noise r, column c
+        class (or code) c."""
+        if self.config.codes:
             z = np.repeat(sample_noise(self.config, SAMPLE_ROWS, 2024), SAMPLE_COLS, axis=0)
-            images = self._run_generator(z, np.tile(np.arange(SAMPLE_COLS), SAMPLE_ROWS))
+            images = self._run_generator(z, np.tile(np.arange(SAMPLE_COLS) % self.config.codes, SAMPLE_ROWS))
         else:
             images = self._run_generator(sample_noise(self.config, SAMPLE_ROWS * SAMPLE_COLS, 2024))
         return images.reshape(SAMPLE_ROWS, SAMPLE_COLS, 28, 28)
@@ -402,6 +418,10 @@ class GAN(ZooModel):
     def classify(self, images: np.ndarray) -> np.ndarray:
         """The discriminator's class head (conditional models): probabilities (N, 10)."""
         self._require_conditional()
+        return self._head_probabilities(images)
+
+    def _head_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Softmax of the discriminator's class (or code) head."""
         with self.lock:
             _, logits = self._discriminate(tf.convert_to_tensor(as_images(images) * 2.0 - 1.0))
         return tf.nn.softmax(logits).numpy()
@@ -433,7 +453,7 @@ class GAN(ZooModel):
         scorer = registry.load_from(registry.WEIGHTS_DIR, "cnn", self.dataset)
         (x_train, _), _ = load_dataset(self.dataset)
         real_test, real_train = to_float(x[:n]), to_float(x_train[:n])
-        fakes = self.generate(n, seed=99)
+        fakes, fake_codes = self.generate(n, seed=99), self._random_codes(n, seed=99)
         test_probs, test_features = predict_batches(scorer.classify_with_features, real_test)
         _, train_features = predict_batches(scorer.classify_with_features, real_train)
         fake_probs, fake_features = predict_batches(scorer.classify_with_features, fakes)
@@ -451,6 +471,8 @@ class GAN(ZooModel):
             / metrics.within_class_spread(test_features, test_probs.argmax(axis=1)),
             "samples": int(n),
         }
+        if self.config.categories:
+            result["code_purity"] = metrics.code_purity(fake_codes, fake_probs.argmax(axis=1))
         if self.config.conditional:
             asked = np.arange(n) % 10
             (probs,) = predict_batches(
@@ -468,6 +490,17 @@ class AveragedGenerator(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.model.use_averaged_generator()
+
+
+class CodePrior(keras.callbacks.Callback):
+    """At the end of training (also a stopped one), measures the categorical code's rates in the training images."""
+
+    def __init__(self, gan: GAN, x_train: np.ndarray):
+        super().__init__()
+        self.gan, self.x_train = gan, x_train
+
+    def on_train_end(self, logs=None):
+        self.gan.fit_code_prior(self.x_train)
 
 
 class BatchLossRecorder(keras.callbacks.Callback):

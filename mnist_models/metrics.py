@@ -65,3 +65,10 @@ def within_class_spread(features: np.ndarray, classes: np.ndarray) -> float:
     spreads = [np.sqrt(np.trace(np.cov(features[classes == c], rowvar=False)))
                for c in np.unique(classes) if np.sum(classes == c) > 1]
     return float(np.mean(spreads))
+
+
+def code_purity(codes: np.ndarray, classes: np.ndarray) -> float:
+    """The share of samples whose class is the most common one among the samples of their code: 1 when each
+    value of an unsupervised categorical code draws a single class, about 0.1 when codes ignore the classes."""
+    codes, classes = np.asarray(codes), np.asarray(classes)
+    return float(sum(np.bincount(classes[codes == c]).max() for c in np.unique(codes)) / len(codes))

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import registry
-from .base import Config
+from .base import Config, ZooModel
 from .data import load_dataset
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -190,16 +190,22 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras's BackupAndRestore, made safe for several workers: every worker restores from the backup, only the
-    chief writes it, and each file is replaced atomically (a kill mid-write leaves the previous backup)."""
+    chief writes it, and each file is replaced atomically (a kill mid-write leaves the previous backup). The zoo
+    model's artifacts (a GAN's per-epoch samples and loss curves) are backed up too, so a restarted run keeps
+    the epochs before the restart; the backup must then be the last callback, after those that record them."""
 
-    def __init__(self, backup_dir: Path, chief: bool):
+    def __init__(self, backup_dir: Path, chief: bool, owner: ZooModel):
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
-        self.chief = chief
+        self.chief, self.owner = chief, owner
         self.resumed_from_epoch = 0
+        self._artifacts_path = Path(backup_dir) / "artifacts.npz"
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.resumed_from_epoch = int(getattr(self.model, "_initial_epoch", 0) or 0)
+        if self.resumed_from_epoch and self._artifacts_path.is_file():
+            with np.load(self._artifacts_path) as arrays:
+                self.owner.load_artifacts(dict(arrays))
 
     def _save_model(self):
         if not self.chief:
@@ -211,6 +217,10 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         tmp = f"{self._training_metadata_path}.tmp"
         Path(tmp).write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
         os.replace(tmp, self._training_metadata_path)
+        if arrays := self.owner.artifacts():
+            with open(tmp := f"{self._artifacts_path}.tmp", "wb") as file:
+                np.savez(file, **arrays)
+            os.replace(tmp, self._artifacts_path)
 
     def on_train_end(self, logs=None):
         if self.chief:
@@ -267,8 +277,9 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
             prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
             model = registry.load_from(out_dir, settings.model, settings.dataset, config, fresh_parts)
             earlier_runs = prior.get("earlier_runs", []) + [
-                {k: prior[k] for k in ("config", "fresh_parts", "training", "epochs_completed", "seconds_total",
-                                       "seconds_per_epoch", "metrics", "history", "trained_at") if k in prior}]
+                {k: prior[k] for k in ("config", "fresh_parts", "training", "resumed_from_epoch", "epochs_completed",
+                                       "seconds_total", "seconds_per_epoch", "metrics", "history", "trained_at")
+                 if k in prior}]
         model = model or registry.build(settings.model, settings.dataset, config)
         steps = math.ceil(len(x_train) / global_batch)
         learning_rate = settings.learning_rate
@@ -282,12 +293,12 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         _adapt_fit_to_strategy(trainable, strategy, dataset.element_spec)
 
     timer, nan_guard = EpochTimer(), StopOnNaN()
-    all_callbacks = [timer, nan_guard, *model.training_callbacks(), *callbacks]
+    all_callbacks = [timer, nan_guard, *model.training_callbacks(x_train), *callbacks]
     if stop_event is not None:
         all_callbacks.append(StopOnEvent(stop_event))
-    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy)) if backup_dir else None
+    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model) if backup_dir else None
     if backup:
-        all_callbacks.insert(0, backup)
+        all_callbacks.append(backup)
     started = time.perf_counter()
     history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
     seconds = time.perf_counter() - started
@@ -319,8 +330,10 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "versions": package_versions(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
         "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        # a run restarted from its backup trained its first `resumed_from_epoch` epochs in the stopped process
+        "epochs_total": epochs_completed + (backup.resumed_from_epoch if backup else 0)
+        + sum(r["epochs_completed"] + r.get("resumed_from_epoch", 0) for r in earlier_runs),
         **({"earlier_runs": earlier_runs,
-            "epochs_total": epochs_completed + sum(r["epochs_completed"] for r in earlier_runs),
             "seconds_all_runs": round(seconds + sum(r["seconds_total"] for r in earlier_runs), 1)}
            if earlier_runs else {}),
     })

@@ -114,11 +114,17 @@ def test_generate_page_classes_numbers_grids_and_evolution(mnist):
     at.session_state["drawing"] = mnist[1][0][0].astype(np.float32) / 255
     at.run()
     assert any("redrawn as a" in i.proto.imgs[0].caption for i in at.get("image"))
+    at.radio(key="grid_model").set_value("dcgan").run()
+    assert any("categorical code" in i.proto.imgs[0].caption for i in at.get("image"))  # the codes it found
     at.radio(key="evo_model").set_value("dcgan").run()
-    at.slider(key="evo_epoch").set_value(1).run()
+    entry = registry.read_manifest()["dcgan-mnist"]
+    first = int(at.slider(key="evo_epoch").min)
+    assert at.slider(key="evo_epoch").max == entry["epochs_total"]
+    at.slider(key="evo_epoch").set_value(first).run()
     assert not at.exception and not at.error
-    fid = registry.read_manifest()["dcgan-mnist"]["metrics"]["fid"]
-    assert [m.value for m in at.metric][:1] == [f"{fid:.1f}"]  # the shipped scores, from the manifest
+    assert any(f"after epoch {first} of" in i.proto.imgs[0].caption for i in at.get("image"))
+    assert [m.value for m in at.metric][:1] == [f"{entry['metrics']['fid']:.1f}"]  # the shipped scores
+    assert any(m.label == "One digit per code" for m in at.metric)
     at.radio(key="evo_model").set_value("acgan").run()
     assert any(m.label == "Drawn as asked" for m in at.metric)
     assert len(at.get("download_button")) >= 4

@@ -49,21 +49,20 @@ def test_unconditional_models_refuse_classes():
         GANConfig(kind="stylegan")
 
 
-def test_disc_lr_ratio_scales_the_discriminators_learning_rate():
-    """The two time-scale update rule: the discriminator's step size is the ratio times the generator's, for a
-    constant rate and along a decay schedule."""
-    import keras
-
-    network = GAN(tiny("dcgan", disc_lr_ratio=4.0)).compile(1e-4)
-    assert float(network.d_optimizer.learning_rate) == pytest.approx(4e-4)
-    assert float(network.g_optimizer.learning_rate) == pytest.approx(1e-4)
-    decay = keras.optimizers.schedules.ExponentialDecay(1e-4, decay_steps=10, decay_rate=0.5)
-    network = GAN(tiny("dcgan", disc_lr_ratio=4.0)).compile(decay)
-    for step in (0, 10, 25):
-        network.d_optimizer.iterations.assign(step)
-        network.g_optimizer.iterations.assign(step)
-        assert float(network.d_optimizer.learning_rate) == pytest.approx(4 * float(network.g_optimizer.learning_rate))
-    assert float(network.g_optimizer.learning_rate) == pytest.approx(1e-4 * 0.5 ** 2.5)
+def test_categorical_code_joins_the_noise_of_unconditional_models():
+    """InfoGAN: the generator takes a code value, the discriminator tells it back, and without labels."""
+    gan = GAN(tiny("dcgan", categories=4))
+    assert [tuple(i.shape) for i in gan.generator.inputs] == [(None, 8), (None,)]
+    assert gan.discriminator.get_layer("code").units == 4
+    sweep = gan.class_sweep(seed=2)  # one noise vector drawn with each code
+    assert sweep.shape == (4, 28, 28) and not np.array_equal(sweep[0], sweep[1])
+    assert gan.sample_grid().shape == (10, 10, 28, 28)
+    np.testing.assert_array_equal(gan.generate(6, seed=1), gan.generate(6, seed=1))
+    with pytest.raises(ValueError, match="unconditional"):
+        gan.generate_class([1])  # a code is not a class: the model gave it its own meaning
+    for kind, categories in [("acgan", 10), ("dcgan", 1), ("mlp", -2)]:
+        with pytest.raises(ValueError, match="categories"):
+            tiny(kind, categories=categories)
 
 
 def test_autoencode_returns_images(mnist_test_float):
@@ -73,8 +72,8 @@ def test_autoencode_returns_images(mnist_test_float):
     assert gan.autoencode(mnist_test_float[0][:2], classes=5).shape == (2, 28, 28)
 
 
-@pytest.mark.parametrize("kind, options", [("mlp", {}), ("dcgan", {"batch_norm": True, "disc_hidden": 16}),
-                                           ("acgan", {}), ("aeacgan", {})])
+@pytest.mark.parametrize("kind, options", [
+    ("mlp", {}), ("dcgan", {"batch_norm": True, "disc_hidden": 16, "categories": 3}), ("acgan", {}), ("aeacgan", {})])
 def test_train_step_changes_every_network(kind, options, mnist):
     (x, y), _ = mnist
     gan = GAN(tiny(kind, **options))
@@ -89,6 +88,7 @@ def test_train_step_changes_every_network(kind, options, mnist):
     assert {"d_loss", "g_loss", "d_real", "d_fake"} <= set(logs)
     if kind in ("acgan", "aeacgan"):
         assert "class_accuracy" in logs
+    assert ("code_accuracy" in logs) == bool(options.get("categories"))
     if kind == "aeacgan":
         assert 0 < logs["reconstruction_mae"][0] < 1
 
@@ -122,7 +122,7 @@ def test_moving_average_generator_is_what_training_leaves(mnist):
         before = gan.generator.get_weights()
         network = gan.compile(2e-4)
         network.fit(gan.train_dataset(x[:640], y[:640], 32, seed=0), epochs=1, verbose=0,
-                    callbacks=gan.training_callbacks())
+                    callbacks=gan.training_callbacks(x[:640]))
         moved[momentum] = max(np.abs(a - b).max() for a, b in zip(before, gan.generator.get_weights(), strict=True))
     assert moved[0.0] > 1e-4
     assert moved[0.9999] < moved[0.0] / 4  # 20 steps against about one
@@ -143,7 +143,7 @@ def test_averaged_generator_gets_batch_norm_statistics_of_its_own(mnist, monkeyp
     gan = GAN(tiny("dcgan", batch_norm=True, ema_momentum=0.9))
     network = gan.compile(1e-2)
     network.fit(gan.train_dataset(x[:640], y[:640], 32, seed=0), epochs=1, verbose=0,
-                callbacks=gan.training_callbacks())
+                callbacks=gan.training_callbacks(x[:640]))
     z = keras.random.normal((4096, 8), seed=3)
     by_moving = np.asarray(gan.generator(z, training=False))
     gap = np.abs(by_moving - np.asarray(gan.generator(z, training=True))).mean()
@@ -173,6 +173,45 @@ def test_training_saves_weights_evolution_and_losses_that_round_trip(tmp_path, m
                                atol=1e-6)
     assert np.stack(loaded.evolution).shape == (2, 10, 10, 28, 28)
     assert len(loaded.loss_history["d_loss"]) == 2 * 1  # one point per 20 batches; 8 batches an epoch
+
+
+def test_code_prior_is_measured_on_real_digits_saved_and_drawn_from(tmp_path, mnist):
+    """Training ends by measuring the code's rates on the training images; `generate` draws codes at those rates,
+    after a save and load too."""
+    from mnist_models.gans import sample_noise
+
+    result = train(TrainSettings(model="dcgan", epochs=1, train_size=64, batch_size=32), out_dir=tmp_path,
+                   config=tiny("dcgan", categories=3).to_dict())
+    assert "code_purity" in result.metrics
+    loaded = registry.load_from(tmp_path, "dcgan")
+    prior = loaded.code_prior
+    assert prior.shape == (3,) and prior.sum() == pytest.approx(1.0) and prior.min() > 0
+    np.testing.assert_allclose(prior, result.model.code_prior, rtol=1e-6)
+    loaded.fit_code_prior(mnist[0][0][:500])  # the same discriminator on other real digits: similar rates
+    assert np.abs(loaded.code_prior - prior).max() < 0.1
+    loaded.code_prior = np.array([0.0, 0.0, 1.0])  # a model whose every real digit reads as code 2
+    np.testing.assert_allclose(loaded.generate(5, seed=4),
+                               loaded._run_generator(sample_noise(loaded.config, 5, 4), np.full(5, 2)), atol=1e-6)
+
+
+def test_a_run_restarted_from_its_backup_keeps_the_earlier_epochs_samples_and_losses(tmp_path):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("the machine went down")
+
+    settings = TrainSettings(model="dcgan", epochs=3, train_size=64, batch_size=16)  # 4 batches an epoch
+    run = dict(out_dir=tmp_path / "weights", config=tiny("dcgan").to_dict(), backup_dir=tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="went down"):
+        train(settings, callbacks=[Crash()], **run)
+    result = train(settings, **run)
+    entry = registry.read_manifest(tmp_path / "weights")["dcgan-mnist"]
+    assert entry["resumed_from_epoch"] == 2 and entry["epochs_completed"] == 1 and entry["epochs_total"] == 3
+    assert len(result.model.evolution) == 3  # the two epochs before the crash, and the one after
+    assert len(result.model.loss_history["d_loss"]) == 3  # one point an epoch (every 20 batches)
+    assert not (tmp_path / "backup").exists()
 
 
 def test_resume_with_a_fresh_discriminator_of_a_new_shape(tmp_path, capsys):
@@ -220,6 +259,9 @@ def test_frechet_distance_and_inception_score(mnist):
     classes = np.arange(2000) % 10
     assert metrics.within_class_spread(features, classes) == pytest.approx(4.0, rel=0.05)  # √16 for N(0, I₁₆)
     assert metrics.within_class_spread(features[classes], classes) < 1e-6  # one image per class
+    codes = np.arange(2000) % 5
+    assert metrics.code_purity(codes, codes * 2) == 1.0  # each code draws one class
+    assert metrics.code_purity(codes, np.arange(2000) // 200) == pytest.approx(0.1)  # codes ignore the classes
 
 
 def test_shipped_cnn_features_separate_real_digits_from_noise(mnist):

@@ -132,14 +132,14 @@ def test_killing_a_save_midway_leaves_loadable_weights(trained, tmp_path):
 
 
 def test_a_saved_config_lacking_a_newer_field_loads_as_it_was_trained(tmp_path):
-    """The zoo's DCGAN spec now asks new runs for a faster discriminator (disc_lr_ratio 4); weights saved before
-    that field existed load as they were trained (the field's class default, not the spec's)."""
+    """The zoo's DCGAN spec now asks new runs for a categorical code and a hidden discriminator layer; weights
+    saved before those fields existed load as they were trained (the fields' class defaults, not the spec's)."""
     from mnist_models.gans import GAN, GANConfig
 
-    assert registry.build("dcgan").config.disc_lr_ratio == 4.0
+    assert registry.build("dcgan").config.categories == 10
     gan = GAN(GANConfig(kind="dcgan", latent_dim=8, width=4, batch_norm=True))
-    older = {k: v for k, v in gan.config.to_dict().items() if k not in ("disc_hidden", "disc_lr_ratio")}
+    older = {k: v for k, v in gan.config.to_dict().items() if k not in ("disc_hidden", "categories")}
     registry.save(gan, tmp_path, {"model": "dcgan", "dataset": "mnist", "config": older})
     loaded = registry.load_from(tmp_path, "dcgan")
-    assert loaded.config.disc_lr_ratio == 1.0 and loaded.config.disc_hidden == 0
+    assert loaded.config.categories == 0 and loaded.config.disc_hidden == 0
     np.testing.assert_allclose(loaded.generate(2, seed=1), gan.generate(2, seed=1), atol=1e-6)
