@@ -204,7 +204,7 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_train_begin(logs)
         self.resumed_from_epoch = int(getattr(self.model, "_initial_epoch", 0) or 0)
         if self.resumed_from_epoch and self._artifacts_path.is_file():
-            with np.load(self._artifacts_path) as arrays:
+            with np.load(self._artifacts_path, allow_pickle=False) as arrays:
                 self.owner.load_artifacts(dict(arrays))
 
     def _save_model(self):
