@@ -16,6 +16,7 @@ from mnist_models.data import CLASS_NAMES, DataUnavailableError
 from mnist_models.preprocess import BlankDrawingError, PreprocessError, to_mnist
 
 CANVAS_SIZE = 280
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 
 
 def keep_keras_state_between_runs() -> None:
@@ -70,27 +71,55 @@ def test_set_or_stop(dataset: str = "mnist"):
         st.stop()
 
 
+def kept(key: str, default, choices=None):
+    """`key` for a widget whose value outlives a visit to another page.
+
+    Streamlit removes a widget's key from `st.session_state` at the end of any run that does not draw the widget,
+    so after a visit elsewhere its value is gone (and reading it raises KeyError). Call this right before drawing
+    the widget, and draw it without a default (`value=`/`index=`): the value is copied into a key no widget owns
+    on every run and re-seeded from there whenever the widget's own key is missing. A kept value that is no
+    longer among `choices` (e.g. a slider's range changed) falls back to `default`.
+    """
+    store = f"kept::{key}"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(store, default)
+    if choices is not None and st.session_state[key] not in choices:
+        st.session_state[key] = default
+    st.session_state[store] = st.session_state[key]
+    return key
+
+
+def set_kept(key: str, value) -> None:
+    """Change a kept widget's value from the script (before the widget is drawn in this run)."""
+    st.session_state[key] = st.session_state[f"kept::{key}"] = value
+
+
 def drawing_input(key: str = "draw") -> np.ndarray | None:
     """A canvas (stroke width, undo and reset in its toolbar) or an upload → MNIST-style (28, 28), or None.
 
-    The last good drawing is kept in `st.session_state["drawing"]` so the other pages can use it.
+    What the person drew or uploaded survives a visit to another page (the canvas is redrawn with the same
+    strokes); the last good drawing is kept in `st.session_state["drawing"]` so the other pages can use it.
     """
     from streamlit_drawable_canvas import st_canvas
 
-    mode = st.radio("Input", ["Draw", "Upload"], horizontal=True, key=f"{key}_mode", label_visibility="collapsed")
-    raw_key = f"{key}_raw"
+    mode = st.radio("Input", ["Draw", "Upload"], horizontal=True, key=kept(f"{key}_mode", "Draw"),
+                    label_visibility="collapsed")
+    raw_key, strokes_key, initial_key, canvas_key = (f"{key}_raw", f"{key}_strokes", f"{key}_initial",
+                                                    f"{key}_canvas")
     if mode == "Draw":
-        stroke = st.slider("Stroke width", 8, 40, 22, key=f"{key}_stroke")
+        stroke = st.slider("Stroke width", 8, 40, key=kept(f"{key}_stroke", 22))
+        if canvas_key not in st.session_state:  # (re)mounted, e.g. back from another page: redraw the strokes
+            st.session_state[initial_key] = st.session_state.get(strokes_key)
         result = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
                            height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
-                           return_image_data=True, key=f"{key}_canvas")
+                           initial_drawing=st.session_state[initial_key], return_image_data=True, key=canvas_key)
         if result is not None and result.image_data is not None:
             st.session_state[raw_key] = result.image_data
+            st.session_state[strokes_key] = result.json_data
         source = st.session_state.get(raw_key)
         st.caption("Draw one digit, white on black. The toolbar above the canvas has undo, redo and reset (bin).")
     else:
-        source = st.file_uploader("Upload a picture of one digit", type=["png", "jpg", "jpeg", "bmp", "gif",
-                                                                         "webp"], key=f"{key}_upload")
+        source = upload_input(key)
     if source is None:
         st.info("✏️ Draw a digit above (or upload one) to see what the models make of it.")
         return None
@@ -106,6 +135,19 @@ def drawing_input(key: str = "draw") -> np.ndarray | None:
     return image
 
 
+def upload_input(key: str) -> bytes | None:
+    """A file uploader whose file outlives a visit to another page (an uploader's own value cannot be restored):
+    the bytes are kept in a key no widget owns until another file replaces them."""
+    kept_key = f"{key}_upload_kept"
+    uploaded = st.file_uploader("Upload a picture of one digit", type=UPLOAD_TYPES, key=f"{key}_upload")
+    if uploaded is not None:
+        st.session_state[kept_key] = (uploaded.name, uploaded.getvalue())
+    elif kept_key in st.session_state:
+        name, _ = st.session_state[kept_key]
+        st.caption(f"Showing your earlier upload **{name}**; upload another file to replace it.")
+    return st.session_state[kept_key][1] if kept_key in st.session_state else None
+
+
 def digit_png(image: np.ndarray, size: int = 140) -> bytes:
     """A (28, 28) float image in [0, 1] → PNG bytes, upscaled without blurring."""
     pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
@@ -116,7 +158,7 @@ def digit_png(image: np.ndarray, size: int = 140) -> bytes:
 
 def dataset_picker(datasets, key: str) -> str:
     """MNIST / Fashion-MNIST switch for pages whose models exist for both."""
-    return st.segmented_control("Dataset", list(datasets), default="mnist", key=key,
+    return st.segmented_control("Dataset", list(datasets), key=kept(key, "mnist"),
                                 format_func=lambda d: {"mnist": "MNIST", "fashion": "Fashion-MNIST"}[d]) or "mnist"
 
 

@@ -16,9 +16,9 @@ x_test, y_test = ui.test_set_or_stop("mnist")
 controls, view = st.columns([1, 3], gap="large")
 with controls:
     sources = ["Test digit", "Random test digit"] + (["Your drawing"] if "drawing" in st.session_state else [])
-    source = st.radio("Digit", sources, key="ae_source")
+    source = st.radio("Digit", sources, key=ui.kept("ae_source", "Test digit"))
     if source == "Test digit":
-        index = st.number_input("Test-set index", 0, len(x_test) - 1, 0, key="ae_index")
+        index = st.number_input("Test-set index", 0, len(x_test) - 1, key=ui.kept("ae_index", 0))
     elif source == "Random test digit":
         if st.button("🎲 Another one") or "ae_random" not in st.session_state:
             st.session_state["ae_random"] = int(np.random.default_rng().integers(len(x_test)))
@@ -29,11 +29,11 @@ with controls:
     else:
         clean = x_test[index].astype(np.float32) / 255.0
         st.caption(f"Test digit #{index}, a {y_test[index]}.")
-    kind = st.selectbox("Noise", NOISE_KINDS, index=1, key="ae_noise",
+    kind = st.selectbox("Noise", NOISE_KINDS, key=ui.kept("ae_noise", "salt_pepper"),
                         format_func=lambda k: k.replace("_", " & ") if k == "salt_pepper" else k)
-    amount = st.slider("Amount", 0.0, 0.8, 0.1, 0.05, key="ae_amount",
+    amount = st.slider("Amount", 0.0, 0.8, step=0.05, key=ui.kept("ae_amount", 0.1),
                        help="Gaussian: σ; salt & pepper and masking: fraction of pixels hit")
-    seed = st.number_input("Noise seed", 0, 10_000, 0, key="ae_seed")
+    seed = st.number_input("Noise seed", 0, 10_000, key=ui.kept("ae_seed", 0))
 
 noisy = add_noise(clean, kind, amount, seed=int(seed))
 with view:

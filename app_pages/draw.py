@@ -8,7 +8,7 @@ import ui
 st.title("Draw & classify")
 cnn, capsnet = ui.model_or_stop("cnn"), ui.model_or_stop("capsnet")
 
-left, right = st.columns([1, 2], gap="large")
+left, right = st.columns([2, 3], gap="large")  # the left column holds the 280-px canvas at 1280 px
 with left:
     image = ui.drawing_input("draw")
 if image is None:
@@ -31,13 +31,13 @@ POSE_DIMS = poses.shape[1]
 
 def _reset_pose():
     for dim in range(POSE_DIMS):
-        st.session_state[f"pose_{dim}"] = 0.0
+        ui.set_kept(f"pose_{dim}", 0.0)
 
 
 drawing_id = hash(image.tobytes())
 if st.session_state.get("pose_for") != drawing_id:  # a new drawing starts from its own pose and winner
     st.session_state["pose_for"] = drawing_id
-    st.session_state["pose_class"] = caps_digit
+    ui.set_kept("pose_class", caps_digit)
     _reset_pose()
 
 
@@ -48,8 +48,8 @@ def pose_explorer():
     cols = st.columns([1, 1, 2])
     with cols[0]:
         ui.show_digit(image, "your input, as the models see it (28×28)")
-    chosen = st.session_state["pose_class"]
-    offsets = np.array([st.session_state.get(f"pose_{d}", 0.0) for d in range(POSE_DIMS)], np.float32)
+    chosen = st.session_state[ui.kept("pose_class", caps_digit)]
+    offsets = np.array([st.session_state[ui.kept(f"pose_{d}", 0.0)] for d in range(POSE_DIMS)], np.float32)
     pose = poses.copy()
     pose[chosen] += offsets
     with cols[1]:

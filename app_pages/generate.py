@@ -18,10 +18,9 @@ st.caption("Every image here is new: drawn by a GAN's generator from random nois
 
 def seed_picker(key: str) -> int:
     """A seed box and a Resample button that moves it on."""
-    st.session_state.setdefault(key, 0)
     st.button("Resample", key=f"{key}_resample", icon=":material/casino:",
-              on_click=lambda: st.session_state.update({key: st.session_state[key] + 1}))
-    return int(st.number_input("Seed", 0, 1_000_000, key=key))
+              on_click=lambda: ui.set_kept(key, st.session_state[ui.kept(key, 0)] + 1))
+    return int(st.number_input("Seed", 0, 1_000_000, key=ui.kept(key, 0)))
 
 
 def dataset_picker(name: str, key: str) -> str:
@@ -41,16 +40,17 @@ conditional_tab, grids_tab, evolution_tab = st.tabs(["By class", "Grids & interp
 with conditional_tab:
     controls, output = st.columns([1, 2], gap="large")
     with controls:
-        name = st.radio("Model", list(CONDITIONAL), format_func=CONDITIONAL.get, key="cond_model", horizontal=True)
+        name = st.radio("Model", list(CONDITIONAL), format_func=CONDITIONAL.get, key=ui.kept("cond_model", "acgan"),
+                        horizontal=True)
         dataset = dataset_picker(name, "cond_dataset")
         names = CLASS_NAMES[dataset]
-        mode = st.radio("Draw", ["One class", "All classes", "A typed number"], key="cond_mode")
+        mode = st.radio("Draw", ["One class", "All classes", "A typed number"], key=ui.kept("cond_mode", "One class"))
         seed = seed_picker("cond_seed")
     gan = ui.model_or_stop(name, dataset)
     with output:
         if mode == "One class":
             label = st.selectbox("Class", range(10), format_func=lambda c: f"{c}: {names[c]}" if dataset != "mnist"
-                                 else str(c), key="cond_class")
+                                 else str(c), key=ui.kept("cond_class", 0))
             images = gan.generate_class([label] * 32, seed=seed).reshape(4, 8, 28, 28)
             show_grid(images, f"32 samples of class {names[label]} (seed {seed})", f"{name}-{dataset}-class{label}-"
                       f"seed{seed}.png")
@@ -61,7 +61,7 @@ with conditional_tab:
         elif dataset != "mnist":
             st.info("Typed numbers are written by the MNIST models: switch the dataset to MNIST.")
         else:
-            text = st.text_input("Number", "2026", max_chars=40, key="cond_number")
+            text = st.text_input("Number", max_chars=40, key=ui.kept("cond_number", "2026"))
             try:
                 row = gan.render_number(text, seed=seed)
             except ValueError as err:
@@ -73,10 +73,11 @@ with conditional_tab:
 with grids_tab:
     controls, output = st.columns([1, 2], gap="large")
     with controls:
-        name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key="grid_model", horizontal=True)
+        name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key=ui.kept("grid_model", "gan_mlp"),
+                        horizontal=True)
         dataset = dataset_picker(name, "grid_dataset")
         seed = seed_picker("grid_seed")
-        steps = st.slider("Interpolation steps", 4, 16, 10, key="grid_steps")
+        steps = st.slider("Interpolation steps", 4, 16, key=ui.kept("grid_steps", 10))
     gan = ui.model_or_stop(name, dataset)
     with output:
         show_grid(gan.generate(64, seed=seed).reshape(8, 8, 28, 28), f"64 samples from {ALL_GANS[name]} "
@@ -101,7 +102,8 @@ with grids_tab:
                       "aeacgan-your-drawing.png", cell=112)
 
 with evolution_tab:
-    name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key="evo_model", horizontal=True)
+    name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key=ui.kept("evo_model", "gan_mlp"),
+                    horizontal=True)
     dataset = dataset_picker(name, "evo_dataset")
     gan = ui.model_or_stop(name, dataset)
     folder, _ = registry.active_version(name, dataset)
@@ -137,7 +139,10 @@ with evolution_tab:
         last = max(entry.get("epochs_total", 0), len(frames))
         first = last - len(frames) + 1  # > 1 when the samples of the first epochs were not kept
         with left:
-            epoch = st.slider("After epoch", first, last, last, key="evo_epoch") if len(frames) > 1 else last
+            epoch = last
+            if len(frames) > 1:
+                epoch = st.slider("After epoch", first, last,  # a key per model: each has its own range
+                                  key=ui.kept(f"evo_epoch_{name}_{dataset}", last, range(first, last + 1)))
             st.image(ui.grid_png(frames[epoch - first] / 255.0, cell=40),
                      caption=f"The same fixed noise after epoch {epoch} of {last}")
             if first > 1:

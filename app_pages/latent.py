@@ -31,8 +31,8 @@ z, labels = latent_means(dataset, weights_id)
 left, right = st.columns([1, 2], gap="large")
 with left:
     st.subheader("Decode a point")
-    z1 = st.slider("z₁", -3.0, 3.0, 0.0, 0.05, key="z1")
-    z2 = st.slider("z₂", -3.0, 3.0, 0.0, 0.05, key="z2")
+    z1 = st.slider("z₁", -3.0, 3.0, step=0.05, key=ui.kept("z1", 0.0))
+    z2 = st.slider("z₂", -3.0, 3.0, step=0.05, key=ui.kept("z2", 0.0))
     ui.show_digit(vae.decode([[z1, z2]])[0], f"decoded from ({z1:+.2f}, {z2:+.2f})", 196)
 
 with right:
@@ -57,15 +57,15 @@ with right:
                + (", and your drawing from the Draw page." if drawing is not None and dataset == "mnist" else "."))
 
 st.subheader("The manifold")
-n = st.slider("Grid size", 5, 25, 15, key="grid_n")
+n = st.slider("Grid size", 5, 25, key=ui.kept("grid_n", 15))
 st.image(ui.grid_png(manifold(dataset, weights_id, n), cell=max(24, 560 // n)),
          caption="Decoded on a grid of latent quantiles of N(0, 1), as in Kingma & Welling's Fig. 4")
 
 st.subheader("Interpolate between two test images")
 a_col, b_col, steps_col = st.columns(3)
-a = a_col.number_input("From test image #", 0, len(x_test) - 1, 0, key="interp_a")
-b = b_col.number_input("To test image #", 0, len(x_test) - 1, 1, key="interp_b")
-steps = steps_col.slider("Steps", 3, 15, 9, key="interp_steps")
+a = a_col.number_input("From test image #", 0, len(x_test) - 1, key=ui.kept("interp_a", 0))
+b = b_col.number_input("To test image #", 0, len(x_test) - 1, key=ui.kept("interp_b", 1))
+steps = steps_col.slider("Steps", 3, 15, key=ui.kept("interp_steps", 9))
 path = vae.interpolate(x_test[a] / 255.0, x_test[b] / 255.0, steps)
 st.image(ui.grid_png(path[None], cell=72), caption=f"{names[y_test[a]]} → {names[y_test[b]]}, "
          "decoded along the straight line between their latent means")

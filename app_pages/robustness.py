@@ -17,19 +17,19 @@ x_test, y_test = ui.test_set_or_stop("mnist")
 controls, view = st.columns([1, 2], gap="large")
 with controls:
     sources = ["Test digit"] + (["Your drawing"] if "drawing" in st.session_state else [])
-    source = st.radio("Digit", sources, horizontal=True, key="rob_source")
+    source = st.radio("Digit", sources, horizontal=True, key=ui.kept("rob_source", "Test digit"))
     if source == "Your drawing":
         original, true_class = st.session_state["drawing"], None
     else:
-        index = st.number_input("Test-set index", 0, len(x_test) - 1, 0, key="rob_index")
+        index = st.number_input("Test-set index", 0, len(x_test) - 1, key=ui.kept("rob_index", 0))
         original, true_class = x_test[index].astype(np.float32) / 255.0, int(y_test[index])
     transform = transforms.Transform(
-        rotation=st.slider("Rotation (°)", -60, 60, 0, 5, key="rob_rotation"),
-        scale=st.slider("Scale", 0.5, 1.5, 1.0, 0.05, key="rob_scale"),
-        shift_x=st.slider("Shift x (px)", -8, 8, 0, key="rob_shift_x"),
-        shift_y=st.slider("Shift y (px)", -8, 8, 0, key="rob_shift_y"),
-        shear=st.slider("Shear", -0.5, 0.5, 0.0, 0.05, key="rob_shear"),
-        thickness=st.slider("Stroke thickness (px)", -2, 3, 0, key="rob_thickness",
+        rotation=st.slider("Rotation (°)", -60, 60, step=5, key=ui.kept("rob_rotation", 0)),
+        scale=st.slider("Scale", 0.5, 1.5, step=0.05, key=ui.kept("rob_scale", 1.0)),
+        shift_x=st.slider("Shift x (px)", -8, 8, key=ui.kept("rob_shift_x", 0)),
+        shift_y=st.slider("Shift y (px)", -8, 8, key=ui.kept("rob_shift_y", 0)),
+        shear=st.slider("Shear", -0.5, 0.5, step=0.05, key=ui.kept("rob_shear", 0.0)),
+        thickness=st.slider("Stroke thickness (px)", -2, 3, key=ui.kept("rob_thickness", 0),
                             help="negative thins the strokes, positive thickens them"),
     )
 
@@ -48,7 +48,7 @@ with view:
             st.metric(label, f"{top} ({probs[top]:.0%})",
                       delta=None if top == reference else f"not {reference}", delta_color="inverse")
 
-    which = st.selectbox("Sweep", list(transforms.SWEEPS), key="rob_sweep",
+    which = st.selectbox("Sweep", list(transforms.SWEEPS), key=ui.kept("rob_sweep", next(iter(transforms.SWEEPS))),
                          format_func=lambda k: k.replace("_", " "))
     values, batch = transforms.sweep(original, which)
     fig = go.Figure([

@@ -22,15 +22,17 @@ job = jobs.current()
 busy = job is not None and job.running
 with st.form("train_form", border=True):
     cols = st.columns(3)
-    name = cols[0].selectbox("Model", list(registry.SPECS), key="train_model",
+    name = cols[0].selectbox("Model", list(registry.SPECS), key=ui.kept("train_model", "cnn"),
                              format_func=lambda n: registry.SPECS[n].title)
-    dataset = cols[1].selectbox("Dataset", ["mnist", "fashion"], key="train_dataset")
-    size = cols[2].radio("Training-set size", list(SIZES), key="train_size", horizontal=True)
+    dataset = cols[1].selectbox("Dataset", ["mnist", "fashion"], key=ui.kept("train_dataset", "mnist"))
+    size = cols[2].radio("Training-set size", list(SIZES), key=ui.kept("train_size", "5k images"), horizontal=True)
     cols = st.columns(3)
-    epochs = cols[0].number_input("Epochs", 1, 50, 1, key="train_epochs")
-    batch_size = cols[1].select_slider("Batch size", [16, 32, 64, 100, 128, 256, 512], 128, key="train_batch")
-    learning_rate = cols[2].select_slider("Learning rate", [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], 0.0,
-                                          key="train_lr", format_func=lambda v: f"{v:g}" if v else "model's own",
+    epochs = cols[0].number_input("Epochs", 1, 50, key=ui.kept("train_epochs", 1))
+    batch_size = cols[1].select_slider("Batch size", [16, 32, 64, 100, 128, 256, 512],
+                                       key=ui.kept("train_batch", 128))
+    learning_rate = cols[2].select_slider("Learning rate", [0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+                                          key=ui.kept("train_lr", 0.0),
+                                          format_func=lambda v: f"{v:g}" if v else "model's own",
                                           help="“model's own” is the rate its shipped weights were trained with "
                                                "(2e-4 for the GANs, 1e-3 for the others)")
     submitted = st.form_submit_button("Train", type="primary", disabled=busy, icon=":material/play_arrow:")

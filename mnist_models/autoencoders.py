@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .base import Config, ZooModel, as_images, predict_batches, to_float
+from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, to_float
 from .metrics import psnr, ssim
 
 NOISE_KINDS = ("gaussian", "salt_pepper", "masking")
@@ -193,3 +193,18 @@ class Autoencoder(ZooModel):
                 metrics |= {f"psnr_{label}": psnr(clean, images), f"ssim_{label}": ssim(clean, images),
                             f"noisy_psnr_{label}": psnr(noisy, images), f"noisy_ssim_{label}": ssim(noisy, images)}
         return metrics
+
+
+# --- the shipped recipes -------------------------------------------------------------------------------------
+
+SPECS = [
+    ModelSpec("ae_vanilla", Autoencoder, ("mnist",), "Vanilla autoencoder (784-32-784)", epochs=15, batch_size=256,
+              config={"kind": "vanilla"}),
+    ModelSpec("ae_multilayer", Autoencoder, ("mnist",), "Multilayer autoencoder", epochs=15, batch_size=256,
+              config={"kind": "multilayer"}),
+    ModelSpec("ae_conv", Autoencoder, ("mnist",), "Convolutional autoencoder", epochs=10, config={"kind": "conv"}),
+    ModelSpec("ae_sparse", Autoencoder, ("mnist",), "Sparse autoencoder (L1 code penalty)", epochs=15,
+              batch_size=256, config={"kind": "sparse", "code_size": 64, "l1": 1e-3}),
+    ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder", epochs=8, lr_decay=0.85,
+              config={"kind": "denoising"}),
+]

@@ -114,6 +114,22 @@ class ZooModel:
                 network.load_weights(files[part])
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A shipped recipe: the zoo name, the class, datasets, and the training defaults its weights were made with.
+    Each family declares its specs at the bottom of its own module; the registry collects them."""
+
+    name: str
+    model_class: type[ZooModel]
+    datasets: tuple[str, ...]
+    title: str
+    epochs: int
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
+    config: dict = dataclasses.field(default_factory=dict)  # overrides of the model class's config defaults
+
+
 def _infer(network: keras.Model, output, inputs):
     return output(network(inputs, training=False))
 

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from .base import Config, ZooModel, as_images, image_pipeline, predict_batches, to_float
+from .base import Config, ModelSpec, ZooModel, as_images, image_pipeline, predict_batches, to_float
 
 RECONSTRUCTION_WEIGHT = 0.0005 * 784  # the paper's 0.0005 on summed squared error, applied to the mean
 
@@ -146,26 +146,33 @@ def margin_loss(y_true, lengths):
     return ops.sum(loss, axis=-1)
 
 
-def build_capsnet(config: CapsNetConfig, capsule_layer=DigitCapsules):
-    """Returns (encoder: image → [lengths, poses], decoder: masked poses → image, trainer)."""
-    images = keras.Input((28, 28), name="image")
-    x = layers.Reshape((28, 28, 1))(images)
+def build_capsule_encoder(config: CapsNetConfig, capsule_layer=DigitCapsules, size: int = 28) -> keras.Model:
+    """image (size, size) → [lengths (10,), poses (10, digit_dim)]; the primary-capsule grid grows with `size`."""
+    images = keras.Input((size, size), name="image")
+    x = layers.Reshape((size, size, 1))(images)
     x = layers.Conv2D(config.conv_filters, 9, activation="relu", name="conv1")(x)
     x = layers.Conv2D(config.primary_types * config.primary_dim, 9, strides=2, name="primary_conv")(x)
     x = layers.Reshape((-1, config.primary_dim), name="primary_capsules")(x)
     primary = Squash(name="primary_squash")(x)
     poses = capsule_layer(10, config.digit_dim, config.routings, name="digit_capsules")(primary)
     lengths = Length(name="lengths")(poses)
-    encoder = keras.Model(images, [lengths, poses], name="capsnet_encoder")
+    return keras.Model(images, [lengths, poses], name="capsnet_encoder")
 
+
+def build_capsule_decoder(config: CapsNetConfig, size: int = 28) -> keras.Model:
+    """masked poses (10·digit_dim,) → image (size, size): the fully connected decoder of the paper."""
     flat_pose = keras.Input((10 * config.digit_dim,), name="masked_pose")
     h = flat_pose
     for i, units in enumerate(config.decoder_units):
         h = layers.Dense(units, activation="relu", name=f"decoder_{i}")(h)
-    h = layers.Dense(784, activation="sigmoid", name="decoder_out")(h)
-    decoder = keras.Model(flat_pose, layers.Reshape((28, 28))(h), name="capsnet_decoder")
+    h = layers.Dense(size * size, activation="sigmoid", name="decoder_out")(h)
+    return keras.Model(flat_pose, layers.Reshape((size, size))(h), name="capsnet_decoder")
 
-    onehot = keras.Input((10,), name="label")
+
+def build_capsnet(config: CapsNetConfig, capsule_layer=DigitCapsules):
+    """Returns (encoder: image → [lengths, poses], decoder: masked poses → image, trainer)."""
+    encoder, decoder = build_capsule_encoder(config, capsule_layer), build_capsule_decoder(config)
+    images, onehot = keras.Input((28, 28), name="image"), keras.Input((10,), name="label")
     lengths_t, poses_t = encoder(images)
     recon = decoder(Mask()([poses_t, onehot]))
     trainer = keras.Model([images, onehot], {"lengths": lengths_t, "reconstruction": recon}, name="capsnet")
@@ -248,3 +255,9 @@ class ReferenceCapsNet(CapsNet):
     """Same network with the tiled reference routing: the baseline for `bench capsnet`."""
 
     capsule_layer = TiledDigitCapsules
+
+
+# --- the shipped recipes -------------------------------------------------------------------------------------
+
+SPECS = [ModelSpec("capsnet", CapsNet, ("mnist", "fashion"), "CapsNet (dynamic routing)", epochs=10, batch_size=100,
+                   lr_decay=0.85)]

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .base import Config, ZooModel, as_images, image_pipeline, predict_batches, to_float
+from .base import Config, ModelSpec, ZooModel, as_images, image_pipeline, predict_batches, to_float
 
 
 @dataclasses.dataclass
@@ -71,3 +71,8 @@ class CNNClassifier(ZooModel):
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         (probs,) = predict_batches(lambda b: (self.classify(b),), to_float(x))
         return {"test_accuracy": float(np.mean(probs.argmax(1) == y)), "test_examples": int(len(y))}
+
+
+# --- the shipped recipes -------------------------------------------------------------------------------------
+
+SPECS = [ModelSpec("cnn", CNNClassifier, ("mnist", "fashion"), "CNN classifier", epochs=10, lr_decay=0.8)]

@@ -32,7 +32,7 @@ def _train(args) -> int:
     settings = training.TrainSettings(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, lr_decay=args.lr_decay, train_size=args.train_size, seed=args.seed,
-        strategy=args.strategy,
+        strategy=args.strategy, max_minutes=args.max_minutes,
     ).resolved()
     out = Path(args.out) if args.out else registry.WEIGHTS_DIR
     if args.logical_cpus:
@@ -47,9 +47,9 @@ def _train(args) -> int:
             # running and the process alive
             print("\nAbandoned: nothing was saved.", flush=True)
             os._exit(130)
+        stop.set()  # before the message: a second press that answers the message must find it set
         print("\nStopping after this batch; the model is scored and saved. Press Ctrl-C again to abandon it.",
               flush=True)
-        stop.set()
 
     signal.signal(signal.SIGINT, stop_gracefully)
     signal.signal(signal.SIGTERM, stop_gracefully)
@@ -142,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--train-size", type=int, default=0, help="use a random subset of this size (0: all)")
     t.add_argument("--seed", type=int, default=1234)
     t.add_argument("--lr-decay", type=float, default=0.0, help="per-epoch learning-rate factor (0: default)")
+    t.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop after this much training time, then score and save (0: no limit)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the weights already in the output folder, e.g. with a lower --lr")
     t.add_argument("--fresh", action="append", default=[], metavar="PART",

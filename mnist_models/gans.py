@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from .base import Config, ZooModel, as_images, predict_batches, to_float
+from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, to_float
 
 KINDS = ("mlp", "dcgan", "acgan", "aeacgan")
 SAMPLE_ROWS, SAMPLE_COLS = 10, 10  # the fixed-noise grid saved after every epoch
@@ -517,3 +517,19 @@ class BatchLossRecorder(keras.callbacks.Callback):
             for key in ("d_loss", "g_loss"):
                 if key in logs:
                     self.gan.loss_history.setdefault(key, []).append(float(logs[key]))
+
+
+# --- the shipped recipes -------------------------------------------------------------------------------------
+
+SPECS = [
+    ModelSpec("gan_mlp", GAN, ("mnist",), "MLP GAN", epochs=20, learning_rate=2e-4,
+              config={"kind": "mlp", "ema_momentum": 0.999}),
+    ModelSpec("dcgan", GAN, ("mnist",), "DCGAN (with an InfoGAN code)", epochs=40, learning_rate=2e-4, lr_decay=0.97,
+              config={"kind": "dcgan", "batch_norm": True, "disc_hidden": 256, "categories": 10,
+                      "ema_momentum": 0.999}),
+    ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
+              config={"kind": "acgan", "fake_class_loss": False, "ema_momentum": 0.999}),
+    ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10, learning_rate=2e-4,
+              config={"kind": "aeacgan", "noise": "uniform", "real_label": 0.9, "fake_label": 0.1,
+                      "input_noise": 0.05, "fake_class_loss": False, "ema_momentum": 0.999}),
+]

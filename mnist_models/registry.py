@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -15,13 +14,9 @@ from pathlib import Path
 import numpy as np
 from keras.src.saving import saving_lib
 
-from .autoencoders import Autoencoder
-from .base import ZooModel
-from .capsnet import CapsNet
-from .classifiers import CNNClassifier
+from . import autoencoders, capsnet, classifiers, gans, multimnist, vae
+from .base import ModelSpec, ZooModel
 from .data import sha256_file
-from .gans import GAN
-from .vae import VAE
 
 WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_WEIGHTS") or Path(__file__).resolve().parent.parent / "weights")
 USER_WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_USER_WEIGHTS")
@@ -30,47 +25,9 @@ MANIFEST_NAME = "manifest.json"
 CHOICES_NAME = "choices.json"  # in USER_WEIGHTS_DIR: which models use the user's retrained weights
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    model_class: type[ZooModel]
-    datasets: tuple[str, ...]
-    title: str
-    epochs: int
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
-    config: dict = dataclasses.field(default_factory=dict)  # overrides of the model class's config defaults
-
-
 SPECS: dict[str, ModelSpec] = {
-    spec.name: spec for spec in [
-        ModelSpec("cnn", CNNClassifier, ("mnist", "fashion"), "CNN classifier", epochs=10, lr_decay=0.8),
-        ModelSpec("capsnet", CapsNet, ("mnist", "fashion"), "CapsNet (dynamic routing)", epochs=10,
-                  batch_size=100, lr_decay=0.85),
-        ModelSpec("ae_vanilla", Autoencoder, ("mnist",), "Vanilla autoencoder (784-32-784)", epochs=15,
-                  batch_size=256, config={"kind": "vanilla"}),
-        ModelSpec("ae_multilayer", Autoencoder, ("mnist",), "Multilayer autoencoder", epochs=15, batch_size=256,
-                  config={"kind": "multilayer"}),
-        ModelSpec("ae_conv", Autoencoder, ("mnist",), "Convolutional autoencoder", epochs=10,
-                  config={"kind": "conv"}),
-        ModelSpec("ae_sparse", Autoencoder, ("mnist",), "Sparse autoencoder (L1 code penalty)", epochs=15,
-                  batch_size=256, config={"kind": "sparse", "code_size": 64, "l1": 1e-3}),
-        ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder", epochs=8, lr_decay=0.85,
-                  config={"kind": "denoising"}),
-        ModelSpec("vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent", epochs=30, lr_decay=0.97),
-        ModelSpec("gan_mlp", GAN, ("mnist",), "MLP GAN", epochs=20, learning_rate=2e-4,
-                  config={"kind": "mlp", "ema_momentum": 0.999}),
-        ModelSpec("dcgan", GAN, ("mnist",), "DCGAN (with an InfoGAN code)", epochs=40, learning_rate=2e-4,
-                  lr_decay=0.97, config={"kind": "dcgan", "batch_norm": True, "disc_hidden": 256, "categories": 10,
-                                         "ema_momentum": 0.999}),
-        ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
-                  config={"kind": "acgan", "fake_class_loss": False, "ema_momentum": 0.999}),
-        ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10,
-                  learning_rate=2e-4, config={"kind": "aeacgan", "noise": "uniform", "real_label": 0.9,
-                                              "fake_label": 0.1, "input_noise": 0.05,
-                                              "fake_class_loss": False, "ema_momentum": 0.999}),
-    ]
+    spec.name: spec for spec in [*classifiers.SPECS, *capsnet.SPECS, *autoencoders.SPECS, *vae.SPECS, *gans.SPECS,
+                                  *multimnist.SPECS]
 }
 
 

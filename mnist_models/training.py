@@ -35,6 +35,7 @@ class TrainSettings(Config):
     train_size: int = 0  # 0: the whole training set
     seed: int = 1234
     strategy: str = "default"  # "default" | "mirrored" (local devices) | "multiworker" (from TF_CONFIG)
+    max_minutes: float = 0.0  # > 0: stop (and save) after this much training time, e.g. for equal-budget baselines
 
     def resolved(self) -> TrainSettings:
         """Fill the zeros from the model's defaults and refuse settings that cannot train."""
@@ -53,6 +54,8 @@ class TrainSettings(Config):
             problems.append(f"learning rate must be in (0, 1], got {out.learning_rate}")
         if not 0 < out.lr_decay <= 1.0:
             problems.append(f"lr decay must be in (0, 1], got {out.lr_decay}")
+        if not (math.isfinite(out.max_minutes) and out.max_minutes >= 0):
+            problems.append(f"max minutes must be ≥ 0, got {out.max_minutes}")
         if out.train_size < 0:
             problems.append(f"training-set size must be ≥ 0, got {out.train_size}")
         if out.strategy not in STRATEGIES:
@@ -294,13 +297,23 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
 
     timer, nan_guard = EpochTimer(), StopOnNaN()
     all_callbacks = [timer, nan_guard, *model.training_callbacks(x_train), *callbacks]
+    if settings.max_minutes:
+        stop_event = stop_event or threading.Event()
+        budget = threading.Timer(settings.max_minutes * 60, stop_event.set)
+        budget.daemon = True
     if stop_event is not None:
         all_callbacks.append(StopOnEvent(stop_event))
     backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model) if backup_dir else None
     if backup:
         all_callbacks.append(backup)
     started = time.perf_counter()
-    history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
+    if settings.max_minutes:
+        budget.start()
+    try:
+        history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
+    finally:
+        if settings.max_minutes:
+            budget.cancel()
     seconds = time.perf_counter() - started
     if nan_guard.diverged:
         raise FloatingPointError("training diverged (loss became NaN or infinite); nothing was saved. "

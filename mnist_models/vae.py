@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from .autoencoders import add_noise
-from .base import Config, ZooModel, as_images, predict_batches, to_float
+from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, to_float
 
 
 @dataclasses.dataclass
@@ -182,3 +182,8 @@ class VAE(ZooModel):
         recon, kl = predict_batches(losses, images)
         return {"test_loss": float(np.mean(recon + kl)), "test_recon": float(np.mean(recon)),
                 "test_kl": float(np.mean(kl)), "test_examples": int(len(x))}
+
+
+# --- the shipped recipes -------------------------------------------------------------------------------------
+
+SPECS = [ModelSpec("vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent", epochs=30, lr_decay=0.97)]

@@ -28,3 +28,9 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator, canvas: int 
 
 
 STYLES = ("alpha", "paper", "thick", "thin", "plain")
+
+
+def canvas_of(digit: np.ndarray) -> np.ndarray:
+    """An MNIST digit as the canvas sends it: 280×280 RGBA, white strokes on an opaque black background."""
+    grey = np.kron(digit, np.ones((10, 10), np.uint8))
+    return np.dstack([grey, grey, grey, np.full_like(grey, 255)])

@@ -4,18 +4,13 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from mnist_models import registry
+from tests.drawings import canvas_of
 
 APP = "../app.py"
 
 
 def page(path: str) -> AppTest:
     return AppTest.from_file(f"../app_pages/{path}", default_timeout=120)
-
-
-def canvas_of(digit: np.ndarray) -> np.ndarray:
-    """An MNIST digit as the canvas sends it: 280×280 RGBA, white strokes on an opaque black background."""
-    grey = np.kron(digit, np.ones((10, 10), np.uint8))
-    return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
 
 
 def test_home_shows_title_and_data_status():
@@ -118,9 +113,9 @@ def test_generate_page_classes_numbers_grids_and_evolution(mnist):
     assert any("categorical code" in i.proto.imgs[0].caption for i in at.get("image"))  # the codes it found
     at.radio(key="evo_model").set_value("dcgan").run()
     entry = registry.read_manifest()["dcgan-mnist"]
-    first = int(at.slider(key="evo_epoch").min)
-    assert at.slider(key="evo_epoch").max == entry["epochs_total"]
-    at.slider(key="evo_epoch").set_value(first).run()
+    first = int(at.slider(key="evo_epoch_dcgan_mnist").min)
+    assert at.slider(key="evo_epoch_dcgan_mnist").max == entry["epochs_total"]
+    at.slider(key="evo_epoch_dcgan_mnist").set_value(first).run()
     assert not at.exception and not at.error
     assert any(f"after epoch {first} of" in i.proto.imgs[0].caption for i in at.get("image"))
     assert [m.value for m in at.metric][:1] == [f"{entry['metrics']['fid']:.1f}"]  # the shipped scores

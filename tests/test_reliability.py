@@ -14,7 +14,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from mnist_models import registry
-from tests.test_app import canvas_of
+from tests.drawings import canvas_of
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_CODE = [ROOT / "app.py", ROOT / "ui.py", *sorted((ROOT / "app_pages").glob("*.py"))]

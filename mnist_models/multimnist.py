@@ -1,0 +1,284 @@
+"""MultiMNIST (Sabour, Frosst & Hinton 2017, §6): two digits of different classes on top of each other.
+
+Each digit is shifted independently by up to ±4 px inside a 36×36 frame and the two are merged pixel-wise with
+`max` (so each digit's own pixels never exceed the merged image's). `capsnet_multi` is the project's CapsNet on
+36×36 inputs: margin loss with both labels present, and a decoder that redraws each digit from its own capsule,
+scored against that digit alone. `cnn_multi` is a CNN baseline of similar size with ten sigmoid outputs.
+Training pairs are made on the fly in `tf.data` (seeded); the test set is a fixed, seeded set of 10,000 pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from .base import Config, ModelSpec, ZooModel, predict_batches
+from .capsnet import (
+    RECONSTRUCTION_WEIGHT,
+    CapsNetConfig,
+    Mask,
+    build_capsule_decoder,
+    build_capsule_encoder,
+    margin_loss,
+)
+
+FRAME = 36
+MAX_SHIFT = 4
+TEST_PAIRS = 10_000
+TEST_SEED = 2017
+
+
+class Pairs(NamedTuple):
+    images: np.ndarray  # (N, 36, 36) float32 in [0, 1]: the merged pair, what a model sees
+    digits: np.ndarray  # (N, 2, 36, 36): each digit alone, where it sits in the frame
+    labels: np.ndarray  # (N, 2) int64: the two classes, always different
+
+
+def place(digits: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) digits → float32 (N, 36, 36), each moved by its (dy, dx) in [-4, 4] from the centre."""
+    if np.abs(shifts).max(initial=0) > MAX_SHIFT:
+        raise ValueError(f"a digit moves at most {MAX_SHIFT} px each way, got {shifts.tolist()}")
+    out = np.zeros((len(digits), FRAME, FRAME), np.float32)
+    for i, (digit, (dy, dx)) in enumerate(zip(digits, shifts, strict=True)):
+        top, left = MAX_SHIFT + dy, MAX_SHIFT + dx
+        out[i, top:top + 28, left:left + 28] = digit / np.float32(255.0)
+    return out
+
+
+def make_pairs(x: np.ndarray, y: np.ndarray, count: int, seed: int) -> Pairs:
+    """`count` pairs of different classes from one split, reproducible from `seed`."""
+    if len(np.unique(y)) < 2:
+        raise ValueError("MultiMNIST pairs need digits of at least two classes")
+    rng = np.random.default_rng(seed)
+    first = rng.integers(len(x), size=count)
+    second = rng.integers(len(x), size=count)
+    while np.any(same := y[first] == y[second]):
+        second[same] = rng.integers(len(x), size=int(same.sum()))
+    shifts = rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=(count, 2, 2))
+    a, b = place(x[first], shifts[:, 0]), place(x[second], shifts[:, 1])
+    return Pairs(np.maximum(a, b), np.stack([a, b], 1), np.stack([y[first], y[second]], 1).astype(np.int64))
+
+
+def test_pairs(x_test: np.ndarray, y_test: np.ndarray, count: int = TEST_PAIRS) -> Pairs:
+    """The fixed test set: the same pairs every time (seed 2017), from the MNIST test split."""
+    return make_pairs(x_test, y_test, count, TEST_SEED)
+
+
+def pair_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, arrange) -> tf.data.Dataset:
+    """Training pairs made on the fly: every training digit once per epoch as the first digit, a partner of
+    another class drawn at random, both shifted; `arrange(merged, first, second, label_1, label_2)` gives a
+    model's (inputs, targets). Seeded, so a run is reproducible."""
+    y = y.astype(np.int32)
+    by_class = [np.flatnonzero(y == c) for c in range(10)]
+    counts = tf.constant([len(idx) for idx in by_class], tf.int64)
+    if min(len(idx) for idx in by_class) == 0:
+        raise ValueError("MultiMNIST training needs examples of all ten classes")
+    table = tf.constant(np.stack([np.resize(idx, max(map(len, by_class))) for idx in by_class]), tf.int64)
+    pixels = tf.constant(x)
+
+    def frame(digit, shift):
+        top, left = MAX_SHIFT + shift[0], MAX_SHIFT + shift[1]
+        padded = tf.pad(tf.cast(digit, tf.float32) / 255.0,
+                        [[top, FRAME - 28 - top], [left, FRAME - 28 - left]])
+        return tf.ensure_shape(padded, (FRAME, FRAME))
+
+    def make(pair, randoms):
+        index, label = pair
+        partner_class = (tf.cast(label, tf.int64) + 1 + randoms[0] % 9) % 10
+        partner = table[partner_class, randoms[1] % counts[partner_class]]
+        shifts = tf.reshape(randoms[2:6] % (2 * MAX_SHIFT + 1) - MAX_SHIFT, (2, 2))
+        first, second = frame(pixels[index], shifts[0]), frame(pixels[partner], shifts[1])
+        return arrange(tf.maximum(first, second), first, second, label, tf.cast(partner_class, tf.int32))
+
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(x)), y)).shuffle(len(x), seed=seed,
+                                                                                reshuffle_each_iteration=True)
+    randoms = tf.data.Dataset.random(seed=seed).map(lambda r: tf.abs(r)).batch(6)
+    ds = tf.data.Dataset.zip(ds, randoms).map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def pair_accuracy(y_true, scores):
+    """1 when the two highest scores are exactly the two digits present (the paper's measure), else 0."""
+    top2 = ops.sum(ops.one_hot(ops.top_k(scores, 2)[1], 10), axis=1)
+    return ops.cast(ops.all(ops.equal(top2, ops.cast(y_true, top2.dtype)), axis=-1), "float32")
+
+
+def as_pairs(images: np.ndarray) -> np.ndarray:
+    """Validate and convert to float32 (N, 36, 36) in [0, 1]; a single (36, 36) frame becomes a batch of one."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.shape == (FRAME, FRAME):
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (FRAME, FRAME):
+        raise ValueError(f"expected images of shape (N, {FRAME}, {FRAME}), got {arr.shape}")
+    return np.clip(np.nan_to_num(arr), 0.0, 1.0)
+
+
+class PairReading(NamedTuple):
+    digits: np.ndarray  # (B, 2) the two most active outputs, most active first
+    lengths: np.ndarray  # (B, 10) capsule lengths (CapsNet) or sigmoid outputs (CNN)
+    redrawn: np.ndarray | None  # (B, 2, 36, 36) each digit redrawn from its own capsule (CapsNet only)
+
+
+def _top_two(scores: np.ndarray) -> np.ndarray:
+    return np.argsort(-scores, axis=1, kind="stable")[:, :2]
+
+
+def _scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    top = _top_two(scores)
+    found = (top[:, :, None] == labels[:, None, :]).any(1)  # (N, 2): each true digit among the top two
+    return {"pair_accuracy": float(np.mean(found.all(1))), "digit_accuracy": float(np.mean(found)),
+            "test_examples": int(len(labels))}
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each pair of images (…, H, W) → (…)."""
+    a = a.reshape(*a.shape[:-2], -1) - a.mean((-2, -1))[..., None]
+    b = b.reshape(*b.shape[:-2], -1) - b.mean((-2, -1))[..., None]
+    return (a * b).sum(-1) / np.maximum(np.sqrt((a * a).sum(-1) * (b * b).sum(-1)), 1e-8)
+
+
+@dataclasses.dataclass
+class MultiCapsNetConfig(CapsNetConfig):
+    """The project's CapsNet, unchanged, on 36×36 frames: 10×10 primary positions (1,600 capsules, not 576)."""
+
+
+class MultiCapsNet(ZooModel):
+    config_class = MultiCapsNetConfig
+    key_metric = "pair_accuracy"
+    higher_is_better = True
+
+    def build(self) -> None:
+        self.encoder = build_capsule_encoder(self.config, size=FRAME)
+        self.decoder = build_capsule_decoder(self.config, size=FRAME)
+        images = keras.Input((FRAME, FRAME), name="image")
+        first, second = keras.Input((10,), name="first_label"), keras.Input((10,), name="second_label")
+        lengths, poses = self.encoder(images)
+        mask = Mask()
+        self.trainer = keras.Model([images, first, second], {
+            "lengths": lengths, "first": self.decoder(mask([poses, first])),
+            "second": self.decoder(mask([poses, second]))}, name="capsnet_multi")
+        self._encode, self._decode = self.inference_function(self.encoder), self.inference_function(self.decoder)
+
+    def parts(self) -> dict[str, keras.Model]:
+        return {"model": self.trainer}
+
+    def compile(self, learning_rate: float) -> keras.Model:
+        weight = RECONSTRUCTION_WEIGHT / 784 * FRAME * FRAME  # the paper's 0.0005 on each summed squared error
+        self.trainer.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                             loss={"lengths": margin_loss, "first": "mse", "second": "mse"},
+                             loss_weights={"lengths": 1.0, "first": weight, "second": weight},
+                             metrics={"lengths": [pair_accuracy]})
+        return self.trainer
+
+    def train_dataset(self, x, y, batch_size, seed):
+        def arrange(merged, first, second, label_1, label_2):
+            a, b = tf.one_hot(label_1, 10), tf.one_hot(label_2, 10)
+            return (merged, a, b), {"lengths": a + b, "first": first, "second": second}
+        return pair_pipeline(x, y, batch_size, seed, arrange)
+
+    def _analyze(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            lengths, poses = self._encode(tf.convert_to_tensor(as_pairs(images)))
+        return lengths.numpy(), poses.numpy()
+
+    def _redraw_from(self, poses: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        masked = poses * np.eye(10, dtype=np.float32)[classes][:, :, None]
+        with self.lock:
+            return self._decode(tf.convert_to_tensor(masked.reshape(len(poses), -1))).numpy()
+
+    def read_pair(self, images: np.ndarray) -> PairReading:
+        """Name the two digits (the two longest capsules) and redraw each from its own capsule."""
+        lengths, poses = self._analyze(images)
+        digits = _top_two(lengths)
+        redrawn = np.stack([self._redraw_from(poses, digits[:, k]) for k in range(2)], 1)
+        return PairReading(digits, lengths, redrawn)
+
+    def redraw(self, images: np.ndarray, digit) -> np.ndarray:
+        """Redraw each image from capsule `digit` (one int, or one per image): any digit, present or not."""
+        lengths, poses = self._analyze(images)
+        classes = np.broadcast_to(np.asarray(digit, np.int64), (len(poses),))
+        if np.any((classes < 0) | (classes > 9)):
+            raise ValueError("digit must be between 0 and 9")
+        return self._redraw_from(poses, classes)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """On the fixed 10,000 test pairs: both digits named, and each redrawn from its true capsule against
+        that digit alone."""
+        pairs = test_pairs(x, y)
+
+        def run(index):
+            lengths, poses = self._analyze(pairs.images[index])
+            return lengths, np.stack([self._redraw_from(poses, pairs.labels[index, k]) for k in range(2)], 1)
+        lengths, redrawn = predict_batches(run, np.arange(len(pairs.labels)), 500)
+        corr = correlation(redrawn, pairs.digits)
+        return {**_scores(lengths, pairs.labels), "redraw_mse": float(np.mean((redrawn - pairs.digits) ** 2)),
+                "redraw_correlation": float(corr.mean())}
+
+
+@dataclasses.dataclass
+class MultiCNNConfig(Config):
+    """Three conv layers and a dense layer, sized to the CapsNet's parameter count (about 4 M)."""
+
+    filters: tuple[int, int, int] = (32, 64, 128)
+    dense_units: int = 768
+    dropout: float = 0.3
+
+
+class MultiCNN(ZooModel):
+    config_class = MultiCNNConfig
+    key_metric = "pair_accuracy"
+    higher_is_better = True
+
+    def build(self) -> None:
+        c = self.config
+        images = keras.Input((FRAME, FRAME), name="image")
+        h = layers.Reshape((FRAME, FRAME, 1))(images)
+        h = layers.Conv2D(c.filters[0], 5, activation="relu", name="conv0")(h)
+        h = layers.Conv2D(c.filters[1], 5, activation="relu", name="conv1")(h)
+        h = layers.MaxPooling2D()(h)
+        h = layers.Conv2D(c.filters[2], 3, activation="relu", name="conv2")(h)
+        h = layers.MaxPooling2D()(h)
+        h = layers.Dropout(c.dropout)(layers.Dense(c.dense_units, activation="relu", name="dense")(
+            layers.Flatten()(h)))
+        self.network = keras.Model(images, layers.Dense(10, activation="sigmoid", name="present")(h),
+                                   name="cnn_multi")
+        self._infer = self.inference_function(self.network)
+
+    def parts(self) -> dict[str, keras.Model]:
+        return {"model": self.network}
+
+    def compile(self, learning_rate: float) -> keras.Model:
+        self.network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                             metrics=[pair_accuracy])
+        return self.network
+
+    def train_dataset(self, x, y, batch_size, seed):
+        return pair_pipeline(x, y, batch_size, seed,
+                             lambda merged, first, second, a, b: (merged, tf.one_hot(a, 10) + tf.one_hot(b, 10)))
+
+    def _present(self, images: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self._infer(tf.convert_to_tensor(as_pairs(images))).numpy()
+
+    def read_pair(self, images: np.ndarray) -> PairReading:
+        scores = self._present(images)
+        return PairReading(_top_two(scores), scores, None)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        pairs = test_pairs(x, y)
+        (scores,) = predict_batches(lambda b: (self._present(b),), pairs.images, 1000)
+        return _scores(scores, pairs.labels)
+
+
+# --- the shipped recipes -------------------------------------------------------------------------------------
+
+SPECS = [
+    ModelSpec("capsnet_multi", MultiCapsNet, ("mnist",), "CapsNet on MultiMNIST (two overlapping digits)",
+              epochs=30, batch_size=100, lr_decay=0.95),
+    ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST", epochs=30, lr_decay=0.95),
+]

@@ -1,0 +1,104 @@
+"""MultiMNIST: the pair generator (classes differ, shifts within ±4, seeded sets identical), the on-the-fly
+training pipeline, and both models on a tiny config: shapes, a training step, the read_pair API, weights round trip."""
+
+import numpy as np
+import pytest
+
+from mnist_models import multimnist as mm
+from mnist_models import registry
+
+
+def digit_box(image: np.ndarray) -> tuple[int, int]:
+    """Top-left corner of a placed digit's 28×28 box, found from where its source digit's ink sits."""
+    rows, cols = np.nonzero(image)
+    return int(rows.min()), int(cols.min())
+
+
+def test_pairs_differ_in_class_stay_in_frame_and_repeat(mnist):
+    (_, _), (x_test, y_test) = mnist
+    pairs = mm.make_pairs(x_test, y_test, 500, seed=3)
+    assert pairs.images.shape == (500, 36, 36) and pairs.digits.shape == (500, 2, 36, 36)
+    assert np.all(pairs.labels[:, 0] != pairs.labels[:, 1])
+    assert np.array_equal(pairs.images, pairs.digits.max(1))  # merged with max
+    assert pairs.images.min() >= 0 and pairs.images.max() <= 1
+    again = mm.make_pairs(x_test, y_test, 500, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(pairs, again, strict=True))
+    assert not np.array_equal(pairs.labels, mm.make_pairs(x_test, y_test, 500, seed=4).labels)
+
+
+def test_shifts_are_within_four_pixels():
+    digit = np.zeros((1, 28, 28), np.uint8)
+    digit[0, 0, 0] = digit[0, 27, 27] = 255  # marks the corners of the 28×28 box
+    for dy in range(-4, 5):
+        for dx in (-4, 0, 4):
+            placed = mm.place(digit, np.array([[dy, dx]]))[0]
+            assert digit_box(placed) == (4 + dy, 4 + dx)
+    with pytest.raises(ValueError):
+        mm.place(digit, np.array([[5, 0]]))
+
+
+def test_fixed_test_set_is_the_same_every_time(mnist):
+    (_, _), (x_test, y_test) = mnist
+    a, b = mm.test_pairs(x_test, y_test, 200), mm.test_pairs(x_test, y_test, 200)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+
+
+def test_training_pipeline_makes_valid_pairs(mnist):
+    (x_train, y_train), _ = mnist
+    marked = np.zeros((1000, 28, 28), np.uint8)
+    marked[:, 0, 0] = marked[:, 27, 27] = 255  # the corners of each digit's box show where it was placed
+
+    def arrange(merged, first, second, label_1, label_2):
+        return merged, first, second, label_1, label_2
+    batch = next(iter(mm.pair_pipeline(marked, y_train[:1000], 64, seed=1, arrange=arrange)))
+    merged, first, second, a, b = (t.numpy() for t in batch)
+    assert merged.shape == (64, 36, 36) and np.all(a != b)
+    assert np.allclose(merged, np.maximum(first, second))
+    corners = [digit_box(image) for image in np.concatenate([first, second])]
+    assert len(set(corners)) > 20  # shifts vary
+    for image in np.concatenate([first, second]):
+        top, left = digit_box(image)
+        assert 0 <= top <= 8 and 0 <= left <= 8  # the 28×28 box moved at most 4 px from the centre
+    again = next(iter(mm.pair_pipeline(marked, y_train[:1000], 64, seed=1, arrange=arrange)))
+    assert np.array_equal(merged, again[0].numpy())  # seeded: reproducible
+
+
+def test_pair_accuracy_metric():
+    truth = np.zeros((2, 10), np.float32)
+    truth[:, [3, 7]] = 1
+    scores = np.full((2, 10), 0.1, np.float32)
+    scores[0, [3, 7]] = [0.9, 0.8]
+    scores[1, [3, 5]] = [0.9, 0.8]
+    assert np.asarray(mm.pair_accuracy(truth, scores)).tolist() == [1.0, 0.0]
+
+
+TINY = {"capsnet_multi": {"conv_filters": 8, "primary_types": 4, "decoder_units": [32, 64]},
+        "cnn_multi": {"filters": [8, 8, 8], "dense_units": 16}}
+
+
+@pytest.mark.parametrize("name", ["capsnet_multi", "cnn_multi"])
+def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
+    (x_train, y_train), (x_test, y_test) = mnist
+    model = registry.build(name, config=TINY[name])
+    history = model.compile(1e-3).fit(model.train_dataset(x_train[:256], y_train[:256], 32, 0), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    pairs = mm.test_pairs(x_test, y_test, 8)
+    reading = model.read_pair(pairs.images)
+    assert reading.digits.shape == (8, 2) and reading.lengths.shape == (8, 10)
+    assert np.all(reading.digits[:, 0] != reading.digits[:, 1])
+    scores = model.evaluate(x_test[:200], y_test[:200])
+    assert 0 <= scores["pair_accuracy"] <= scores["digit_accuracy"] <= 1
+    if name == "capsnet_multi":
+        assert reading.redrawn.shape == (8, 2, 36, 36)
+        assert model.redraw(pairs.images, 4).shape == (8, 36, 36)
+        assert -1 <= scores["redraw_correlation"] <= 1 and scores["redraw_mse"] >= 0
+        with pytest.raises(ValueError, match="between 0 and 9"):
+            model.redraw(pairs.images, 10)
+    else:
+        assert reading.redrawn is None
+    with pytest.raises(ValueError, match="36, 36"):
+        model.read_pair(np.zeros((2, 28, 28)))
+
+    registry.save(model, tmp_path, {"model": name, "dataset": "mnist", "config": model.config.to_dict()})
+    loaded = registry.load_from(tmp_path, name)
+    assert np.allclose(loaded.read_pair(pairs.images).lengths, reading.lengths, atol=1e-5)
