@@ -63,6 +63,28 @@ def loss_figure(snapshot) -> go.Figure:
     return fig
 
 
+def show_before_after(snap) -> None:
+    """The same fixed inputs through the weights in use before the training and through the new ones."""
+    before, after = snap.before_view, snap.after_view
+    if after is None:
+        return
+    st.subheader("Before and after, on the same inputs")
+    if after.ndim == 1:  # a classifier's answers on 16 fixed test images
+        x_test, y_test = ui.test_set_or_stop(snap.settings["dataset"])
+        changed = int(np.sum(before != after)) if before is not None else 0
+        captions = [f"{'→'.join(map(str, dict.fromkeys([int(b), int(a)])))}{' ✱' if b != a else ''}"
+                    for b, a in zip(before if before is not None else after, after, strict=True)]
+        st.image([ui.digit_png(x / 255.0, 56) for x in x_test[:len(after)]], caption=captions, width=56)
+        st.caption(f"Each test image with the digit read before → after the training (✱: changed, {changed} of "
+                   f"{len(after)}); right answers: {np.mean(after == y_test[:len(after)]):.0%} after"
+                   + (f", {np.mean(before == y_test[:len(after)]):.0%} before." if before is not None else "."))
+        return
+    cols = st.columns(2)
+    for col, label, grid in ((cols[0], "before: the weights in use", before), (cols[1], "after: yours", after)):
+        if grid is not None:
+            col.image(ui.grid_png(grid, cell=36), caption=label)
+
+
 def show_job():
     current = jobs.current()
     if current is None:
@@ -97,7 +119,13 @@ def show_job():
             st.metric(f"{key} on the full test set", f"{snap.after[key]:.4g}",
                       delta=None if before is None else f"{snap.after[key] - before:+.4g} vs the weights in use",
                       delta_color="normal" if model_class.higher_is_better else "inverse")
+        show_before_after(snap)
         if mine:
+            st.download_button("Download these weights", lambda: registry.export_zip(
+                settings["model"], settings["dataset"], registry.USER_WEIGHTS_DIR), icon=":material/download:",
+                file_name=f"{settings['model']}-{settings['dataset']}-weights.zip", mime="application/zip",
+                key="download_weights", help="A .zip with the weights files and their manifest entry; "
+                "`python -m mnist_models import-weights FILE.zip` installs it in another studio, after checking it.")
             use = registry.uses_user_weights(settings["model"], settings["dataset"])
             cols = st.columns(2)
             cols[0].button("Use my weights", disabled=use, key="use_mine", on_click=registry.choose_user_weights,

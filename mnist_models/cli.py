@@ -58,7 +58,8 @@ def _train(args) -> int:
                             backup_dir=Path(args.backup_dir) if args.backup_dir else None,
                             fresh_parts=tuple(args.fresh))
     print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
-                      "epochs_completed": result.epochs_completed,
+                      "epochs_completed": result.epochs_completed, "replicas": len(result.devices),
+                      "devices": list(result.devices),
                       "files": [str(p) for p in result.files.values()]}, indent=2))
     return 0
 
@@ -110,6 +111,20 @@ def _bench(args) -> int:
     return bench.run(args.what, args)
 
 
+def _import_weights(args) -> int:
+    from . import registry
+
+    folder = Path(args.into) if args.into else registry.USER_WEIGHTS_DIR
+    key = registry.import_zip(Path(args.file), folder)
+    entry = registry.read_manifest(folder)[key]
+    print(f"installed {key} into {folder} (checked: manifest, sha256 of every file, every tensor's shape)")
+    print(f"its metrics: {json.dumps(entry['metrics'])}")
+    if not args.into and not args.no_use:
+        registry.choose_user_weights(entry["model"], entry["dataset"], True)
+        print("every page of the studio now uses it; the Train page's “Restore shipped” goes back")
+    return 0
+
+
 def _list(args) -> int:
     from . import registry
 
@@ -126,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
     from .registry import SPECS
 
     p = argparse.ArgumentParser(prog="python -m mnist_models", description=__doc__)
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ start-up and log lines")
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fetch-data", help="download and cache the datasets (offline sources, sha256-checked)")
@@ -177,11 +193,39 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=200)
     b.set_defaults(func=_bench)
 
+    i = sub.add_parser("import-weights", help="install a weights .zip from the Train page (checked) as user weights")
+    i.add_argument("file", help="the .zip downloaded from the Train page")
+    i.add_argument("--into", help="weights folder to install into (default: user_weights/)")
+    i.add_argument("--no-use", action="store_true", help="install it, but keep the app on the weights it uses")
+    i.set_defaults(func=_import_weights)
+
     sub.add_parser("list", help="the zoo and its shipped metrics").set_defaults(func=_list)
     return p
 
 
+def _start_tensorflow(verbose: bool) -> None:
+    """Import TensorFlow now, quietly unless `verbose`. Its C++ start-up lines (oneDNN, cpu_feature_guard, absl) go
+    to file descriptor 2 while its libraries load, before TF_CPP_MIN_LOG_LEVEL can reach all of them, so
+    descriptor 2 points at /dev/null for the import alone; an import error is still shown."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        import tensorflow  # noqa: F401
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _start_tensorflow("--verbose" in argv)  # before the parser, whose model choices come from the registry
     args = parser().parse_args(argv)
     try:
         return args.func(args)

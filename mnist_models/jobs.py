@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from . import registry
+from .base import to_float
 from .data import load_dataset
 from .training import TrainSettings, steps_per_epoch, train
 
@@ -48,6 +49,8 @@ class Snapshot:
     message: str = ""
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
+    before_view: np.ndarray | None = None  # `comparison_view` of the weights in use when it started
+    after_view: np.ndarray | None = None  # the same for the weights it trained
 
     @property
     def eta(self) -> float | None:
@@ -141,17 +144,38 @@ class TrainingJob:
             preview = model.preview_images(x_test[:8])
             callback = MetricsCallback(self.store, steps_per_epoch(settings, settings.train_size or 60000),
                                        preview)
-            self.store.update(before=_metrics_of_active(settings))
+            fixed = x_test[:COMPARISON_IMAGES]
+            try:
+                before_view = comparison_view(registry.load(settings.model, settings.dataset), fixed)
+            except registry.WeightsError:  # nothing trained to compare with
+                before_view = None
+            self.store.update(before=_metrics_of_active(settings), before_view=before_view)
             self.result = train(settings, out_dir=self.out_dir, callbacks=[callback], stop_event=self.stop_event,
                                 config=self.config, model=model)
             stopped = self.result.stopped
             self.store.update(status="stopped" if stopped else "finished", after=self.result.metrics,
+                              after_view=comparison_view(self.result.model, fixed),
                               message=f"Stopped after {self.result.epochs_completed} full epoch(s); what it learned "
                                       "so far was saved." if stopped else "Training finished and was saved.")
         except Exception as err:  # the page shows it; the thread must never die silently
             self.store.update(status="failed", message=f"{type(err).__name__}: {err}")
         finally:
             _release_file_lock()
+
+
+COMPARISON_IMAGES = 16
+
+
+def comparison_view(model, x_uint8: np.ndarray) -> np.ndarray | None:
+    """What a model makes of fixed inputs, to set the weights before a training beside those after it: the
+    digits a classifier reads in the test images, or the grid a drawing model draws (an autoencoder's
+    reconstructions of them, a GAN's samples from its fixed noise). None for models that do neither."""
+    preview = model.preview_images(x_uint8)
+    if preview is not None:
+        return np.asarray(preview())
+    if hasattr(model, "classify"):
+        return model.classify(to_float(x_uint8)).argmax(1)
+    return None
 
 
 def _metrics_of_active(settings: TrainSettings) -> dict:

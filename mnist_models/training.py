@@ -10,6 +10,7 @@ import os
 import platform
 import threading
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class TrainResult:
     stopped: bool
     seconds: float
     history: dict[str, list[float]]
+    devices: tuple[str, ...] = ()  # one per replica it trained on
 
 
 class StopOnEvent(keras.callbacks.Callback):
@@ -121,8 +123,23 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def replica_devices(strategy: tf.distribute.Strategy) -> tuple[str, ...]:
+    """The devices this process trains on, one per local replica."""
+    try:
+        return tuple(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: one replica, on TensorFlow's default device
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return (devices[0].name,)
+
+
 class TerminalProgress(keras.callbacks.Callback):
-    """The CLI's progress bar: one Keras Progbar per epoch."""
+    """The CLI's progress bar: one Keras Progbar per epoch, after a line saying where it trains."""
+
+    def on_train_begin(self, logs=None):
+        strategy = self.model.distribute_strategy
+        devices = replica_devices(strategy)
+        print(f"{strategy.num_replicas_in_sync} replica{'s' * (strategy.num_replicas_in_sync != 1)} "
+              f"({type(strategy).__name__}) on {', '.join(devices)}", flush=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
@@ -310,7 +327,9 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     if settings.max_minutes:
         budget.start()
     try:
-        history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
+        with warnings.catch_warnings():  # our datasets shuffle themselves; Keras warns that its shuffle is unused
+            warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
+            history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
     finally:
         if settings.max_minutes:
             budget.cancel()
@@ -323,7 +342,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
 
     metrics = model.evaluate(x_test, y_test)
     if not is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
-        return TrainResult(settings, model, metrics, {}, epochs_completed, stopped, seconds, history.history)
+        return TrainResult(settings, model, metrics, {}, epochs_completed, stopped, seconds, history.history,
+                           replica_devices(strategy))
     files = registry.save(model, out_dir, {
         "model": settings.model,
         "dataset": settings.dataset,
@@ -350,5 +370,5 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
             "seconds_all_runs": round(seconds + sum(r["seconds_total"] for r in earlier_runs), 1)}
            if earlier_runs else {}),
     })
-    return TrainResult(settings, model, metrics, files, epochs_completed, stopped, seconds,
-                       history.history)
+    return TrainResult(settings, model, metrics, files, epochs_completed, stopped, seconds, history.history,
+                       replica_devices(strategy))

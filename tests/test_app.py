@@ -144,11 +144,16 @@ def test_robustness_page_sliders_and_sweep(mnist):
     assert not at.exception
 
 
-def test_train_page_starts_a_job_and_shows_its_progress(tmp_path, monkeypatch):
+def test_train_page_starts_a_job_shows_before_after_and_hands_out_the_weights(tmp_path, monkeypatch):
+    """Through the app: the form's values survive a visit to another page once submitted; the finished job shows
+    the same inputs before and after, and its weights download as a zip that another studio can import."""
+    import io
+
     from mnist_models import jobs, registry
 
-    monkeypatch.setattr(registry, "USER_WEIGHTS_DIR", tmp_path)
-    at = page("train.py").run()
+    monkeypatch.setattr(registry, "USER_WEIGHTS_DIR", tmp_path / "user")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("app_pages/train.py").run()
     assert not at.exception
     at.selectbox(key="train_model").set_value("ae_vanilla")
     at.radio(key="train_size").set_value("5k images")
@@ -156,9 +161,23 @@ def test_train_page_starts_a_job_and_shows_its_progress(tmp_path, monkeypatch):
     assert not at.exception and not at.error
     job = jobs.current()
     assert job is not None and job.settings.model == "ae_vanilla" and job.settings.train_size == 5000
+    at.switch_page("app_pages/zoo.py").run()
+    at.switch_page("app_pages/train.py").run()
+    assert at.selectbox(key="train_model").value == "ae_vanilla" and at.radio(key="train_size").value == "5k images"
     job.thread.join(timeout=180)
     at.run()
     assert any("Training finished" in s.value for s in at.success)
     assert any("test_mse" in m.label for m in at.metric)
+    captions = [i.proto.imgs[0].caption for i in at.get("image")]
+    assert any(c.startswith("before") for c in captions) and any(c.startswith("after") for c in captions)
+    snap = job.store.snapshot()
+    assert snap.before_view.shape == snap.after_view.shape == (2, 16, 28, 28)
+    assert not np.array_equal(snap.before_view[1], snap.after_view[1])  # other weights, other reconstructions
+    assert at.get("download_button")[0].label == "Download these weights"
+    key = registry.import_zip(io.BytesIO(registry.export_zip("ae_vanilla", "mnist", tmp_path / "user")),
+                              tmp_path / "elsewhere")
+    assert key == "ae_vanilla-mnist"
+    assert registry.load_from(tmp_path / "elsewhere", "ae_vanilla").reconstruct(np.zeros((1, 28, 28))).shape == \
+        (1, 28, 28)
     at.button(key="use_mine").click().run()
     assert registry.uses_user_weights("ae_vanilla", "mnist")

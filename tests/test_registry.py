@@ -1,7 +1,9 @@
+import io
 import json
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -102,6 +104,7 @@ def test_saving_again_replaces_the_old_version_and_orphans_are_cleaned(trained, 
 
 KILLER = """
 import sys
+import zipfile
 from pathlib import Path
 from mnist_models import registry
 folder = Path(sys.argv[1])
@@ -143,3 +146,61 @@ def test_a_saved_config_lacking_a_newer_field_loads_as_it_was_trained(tmp_path):
     loaded = registry.load_from(tmp_path, "dcgan")
     assert loaded.config.categories == 0 and loaded.config.disc_hidden == 0
     np.testing.assert_allclose(loaded.generate(2, seed=1), gan.generate(2, seed=1), atol=1e-6)
+
+
+def _zip_with(files: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    buffer.seek(0)
+    return buffer
+
+
+def _exported(name: str = "ae_vanilla") -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(registry.export_zip(name, "mnist", registry.WEIGHTS_DIR))) as archive:
+        return {n: archive.read(n) for n in archive.namelist()}
+
+
+def test_weights_zip_round_trip_installs_and_loads(tmp_path):
+    files = _exported()
+    assert set(files) == {"manifest.json", registry.read_manifest()["ae_vanilla-mnist"]["weights"]["model"]["file"]}
+    assert registry.import_zip(_zip_with(files), tmp_path) == "ae_vanilla-mnist"
+    ours = registry.load_from(tmp_path, "ae_vanilla").reconstruct(np.zeros((2, 28, 28)))
+    shipped = registry.load_from(registry.WEIGHTS_DIR, "ae_vanilla").reconstruct(np.zeros((2, 28, 28)))
+    assert np.array_equal(ours, shipped)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("tamper", "does not match the sha256"),
+    ("shape", "do not fit the ae_vanilla architecture"),
+    ("traversal", "not a weights file"),
+    ("missing", "missing from the zip"),
+    ("unknown", "names no model of this zoo"),
+    ("no manifest", "has no manifest.json"),
+    ("not a zip", "not a weights zip"),
+])
+def test_a_bad_weights_zip_is_refused_and_nothing_changes(tmp_path, damage, message):
+    registry.import_zip(_zip_with(_exported()), tmp_path)  # something already installed
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    files = _exported()
+    (key, entry), = json.loads(files["manifest.json"]).items()
+    weights = entry["weights"]["model"]["file"]
+    if damage == "tamper":
+        files[weights] = files[weights][:-64] + bytes(64)
+    elif damage == "shape":  # a manifest that claims another architecture than the tensors have
+        entry["config"]["code_size"] = 16
+    elif damage == "traversal":
+        entry["weights"]["model"]["file"] = "../" + weights
+    elif damage == "missing":
+        del files[weights]
+    elif damage == "unknown":
+        entry["model"] = "resnet"
+    elif damage == "no manifest":
+        del files["manifest.json"]
+    if "manifest.json" in files:
+        files["manifest.json"] = json.dumps({key: entry}).encode()
+    source = io.BytesIO(b"not a zip at all") if damage == "not a zip" else _zip_with(files)
+    with pytest.raises(registry.WeightsError, match=message):
+        registry.import_zip(source, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

@@ -1,0 +1,62 @@
+"""The command line as a person uses it: every subcommand's --help, a quiet start, a tiny real run with --json,
+the replicas a distributed run reports, and importing a weights zip."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnist_models import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBCOMMANDS = ["fetch-data", "train", "evaluate", "bench", "import-weights", "list"]
+TINY_CNN = ["--set", "filters=[4,8]", "--set", "convs_per_block=[1,1]", "--set", "dense_units=16"]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_models", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_explains_itself(command):
+    done = cli(command, "--help")
+    assert done.returncode == 0 and "usage: python -m mnist_models" in done.stdout and done.stderr == ""
+
+
+def test_a_run_is_quiet_unless_verbose():
+    quiet, verbose = cli("list"), cli("--verbose", "list")
+    assert quiet.returncode == verbose.returncode == 0 and "cnn" in quiet.stdout
+    assert quiet.stderr == "", quiet.stderr  # no oneDNN / cpu_feature_guard / absl start-up lines
+    assert "oneDNN" in verbose.stderr or "cpu_feature_guard" in verbose.stderr
+
+
+def test_a_tiny_mirrored_run_says_how_many_replicas_and_where(tmp_path):
+    done = cli("train", "cnn", "--epochs", "1", "--train-size", "256", "--strategy", "mirrored", "--logical-cpus",
+               "2", "--out", str(tmp_path), *TINY_CNN)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 replicas (MirroredStrategy) on" in done.stdout
+    result = json.loads(done.stdout[done.stdout.index("{\n"):])
+    assert result["replicas"] == 2 and len(result["devices"]) == 2 and result["epochs_completed"] == 1
+    assert registry.read_manifest(tmp_path)["cnn-mnist"]["replicas"] == 2
+
+
+def test_evaluate_json_is_one_line(tmp_path):
+    done = cli("evaluate", "ae_vanilla", "--json")
+    assert done.returncode == 0 and done.stderr == ""
+    assert json.loads(done.stdout.strip().splitlines()[-1])["test_examples"] == 10000
+
+
+def test_import_weights_installs_a_zip_and_refuses_a_bad_one(tmp_path):
+    good = tmp_path / "good.zip"
+    good.write_bytes(registry.export_zip("ae_vanilla", "mnist", registry.WEIGHTS_DIR))
+    done = cli("import-weights", str(good), "--into", str(tmp_path / "into"))
+    assert done.returncode == 0 and "installed ae_vanilla-mnist" in done.stdout, done.stderr
+    assert registry.load_from(tmp_path / "into", "ae_vanilla") is not None
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(good.read_bytes()[:-100])
+    refused = cli("import-weights", str(bad), "--into", str(tmp_path / "other"))
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ")
+    assert not (tmp_path / "other" / "manifest.json").exists()
