@@ -37,19 +37,16 @@ with controls:
 
 noisy = add_noise(clean, kind, amount, seed=int(seed))
 with view:
-    cols = st.columns(len(AUTOENCODERS) + 1)
-    with cols[0]:
-        ui.show_digit(clean, "clean", 110)
-        ui.show_digit(noisy[0], f"noisy · PSNR {psnr(noisy, clean[None]):.1f} dB", 110)
-    for col, name in zip(cols[1:], AUTOENCODERS, strict=True):
-        model = ui.model_or_stop(name)
-        out = model.reconstruct(noisy)
-        with col:
-            ui.show_digit(out[0], name.removeprefix("ae_"), 110)
-            st.metric("PSNR", f"{psnr(out, clean[None]):.1f} dB")
-            st.metric("SSIM", f"{ssim(out, clean[None]):.3f}")
-    st.caption("PSNR and SSIM compare each output with the clean digit. Only the denoising autoencoder was "
-               "trained on noisy inputs; the others learned to copy clean digits.")
+    outputs = {name.removeprefix("ae_"): ui.model_or_stop(name).reconstruct(noisy) for name in AUTOENCODERS}
+    shown = {"clean": clean[None], "noisy": noisy, **outputs}
+    # one image list wraps to the width it gets (a row on a laptop, a grid on a phone); the figures go in a table,
+    # where no number is ever cut short
+    st.image([ui.digit_png(images[0], 110) for images in shown.values()], caption=list(shown), width=110)
+    st.dataframe([{"image": label, "PSNR (dB)": round(psnr(images, clean[None]), 1),
+                   "SSIM": round(ssim(images, clean[None]), 3)} for label, images in shown.items() if label != "clean"],
+                 hide_index=True)
+    st.caption("PSNR and SSIM compare each image with the clean digit (higher is closer). Only the denoising "
+               "autoencoder was trained on noisy inputs; the others learned to copy clean digits.")
 
     sparse = ui.model_or_stop("ae_sparse")
     code = sparse.encode(noisy)[0]

@@ -47,7 +47,11 @@ def server(tmp_path_factory):
                 if line.startswith("VmHWM")), "VmHWM: unknown")  # the server's peak memory over all tests
     (ARTIFACTS / "server-memory.txt").write_text(rss + "\n")
     proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # a loaded machine may be slow to wind TensorFlow down: the tests are done
+        proc.kill()
+        proc.wait()
     log.close()
 
 

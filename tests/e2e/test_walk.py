@@ -1,0 +1,256 @@
+"""A person's walk in a real Chromium: on every page of the sidebar (read from the app, so a new page is walked
+without editing this file) change the widgets, draw where there is a canvas, go to another page and come back;
+layouts that fit at laptop, desktop and phone widths; one screenshot per page for the README.
+
+Every wait is for the condition needed (the script idle again, a text or an image that changed), never a fixed
+time."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import wait_idle
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+NAV_LINK = "[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']"
+MAIN = "[data-testid='stMain']"
+CANVAS = "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
+THREE = [[(0.3, 0.22), (0.5, 0.14), (0.68, 0.25), (0.62, 0.42), (0.45, 0.5), (0.66, 0.58), (0.7, 0.74),
+          (0.52, 0.87), (0.3, 0.8)]]
+VIEWPORTS = {"laptop": (1280, 800), "desktop": (1920, 1080), "phone": (390, 844)}
+
+STATE = """() => {
+  const main = document.querySelector("[data-testid='stMain']");
+  const text = (sel, f) => [...main.querySelectorAll(sel)].filter(e => !e.closest("[data-testid='stForm']")).map(f);
+  return [
+    ...text("[data-testid='stSliderThumbValue']", e => "slider " + e.textContent),
+    ...text("[data-testid='stRadio'] label:has(input:checked)", e => "radio " + e.textContent),
+    ...text("[data-testid='stSelectbox']", e => "select " + e.textContent),
+    ...text("[data-testid='stNumberInputField']", e => "number " + e.value),
+    ...text("[data-testid='stButtonGroup'] button[aria-checked='true']", e => "choice " + e.textContent),
+    ...text("h3", e => "heading " + e.textContent),
+  ];
+}"""
+
+LAYOUT = """() => {
+  const problems = [];
+  const main = document.querySelector("[data-testid='stMain']");
+  if (main.scrollWidth > main.clientWidth + 1)
+    problems.push(`main area scrolls sideways: ${main.scrollWidth} > ${main.clientWidth}`);
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) problems.push("the page scrolls sideways");
+  for (const value of document.querySelectorAll("[data-testid='stMetricValue']")) {
+    for (const e of [value, ...value.querySelectorAll("*")]) {
+      if (e.scrollWidth > e.clientWidth + 1) { problems.push(`metric value cut: ${value.textContent}`); break; }
+    }
+  }
+  for (const canvas of document.querySelectorAll("[data-testid='stBidiComponentIsolated']")) {
+    const box = canvas.getBoundingClientRect();
+    const column = canvas.closest("[data-testid='stColumn']")
+      || main.querySelector("[data-testid='stMainBlockContainer']");
+    const room = column.getBoundingClientRect();
+    if (box.left < room.left - 1 || box.right > room.right + 1)
+      problems.push(`canvas ${box.left}-${box.right} outside its column ${room.left}-${room.right}`);
+  }
+  return problems;
+}"""
+
+
+def nav_titles(page) -> list[str]:
+    page.goto(page.base_url)
+    wait_idle(page)
+    return [t.strip().splitlines()[-1] for t in page.locator(NAV_LINK).all_inner_texts()]  # after the icon name
+
+
+def act(page, action) -> None:
+    """Do `action` and wait until the rerun it causes has run to its end: an observer installed first records the
+    script leaving the idle state, so even a rerun quicker than a poll is seen, and nothing waits a fixed time."""
+    page.evaluate("""() => {
+      const app = document.querySelector("[data-testid='stApp']");
+      window.__reran = false;
+      if (window.__observer) window.__observer.disconnect();
+      window.__observer = new MutationObserver(() => {
+        if (app.dataset.testScriptState !== "notRunning") window.__reran = true; });
+      window.__observer.observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+    }""")
+    action()
+    page.wait_for_function("""() => window.__reran &&
+      document.querySelector("[data-testid='stApp']").dataset.testScriptState === "notRunning" """)
+
+
+def go(page, title: str) -> None:
+    current = page.locator(f"{NAV_LINK}[aria-current='page']")
+    if current.count() and current.first.inner_text().strip().splitlines()[-1] == title:
+        return  # already there: a click on the current page's link starts no rerun
+    act(page, lambda: page.locator(NAV_LINK, has_text=title).first.click())
+    page.wait_for_selector(f"{NAV_LINK}[aria-current='page']:has-text('{title}')")
+
+
+def no_errors(page, where: str) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, f"exception on {where}"
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0, f"error on {where}"
+
+
+def draw(page, strokes) -> None:
+    canvas = page.locator(CANVAS)
+    canvas.hover()  # moves the toolbar's hover box off the drawing area
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=6)
+        page.mouse.up()
+
+
+def canvas_has_ink(page) -> bool:
+    return page.locator("[data-testid='stBidiComponentIsolated'] canvas.lower-canvas").evaluate(
+        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  for (let i = 0; i < d.length; i += 4) if (d[i] > 128) return true; return false; }""")
+
+
+def verdict_text(page) -> str:
+    locator = page.get_by_text(re.compile("CNN says"))
+    locator.first.wait_for()
+    return locator.first.inner_text()
+
+
+def change_widgets(page) -> int:
+    """Move each widget of the main area (outside forms) away from its value, bottom-up, as a person clicks."""
+    changed = 0
+    main = page.locator(MAIN)
+    kinds = {
+        "slider": "[data-testid='stSlider']", "radio": "[data-testid='stRadio']",
+        "number": "[data-testid='stNumberInput']", "choice": "[data-testid='stButtonGroup']",
+        "select": "[data-testid='stSelectbox']",
+    }
+    for kind, selector in kinds.items():
+        count = main.locator(selector).count()
+        for index in reversed(range(count)):
+            widgets = main.locator(selector)
+            if index >= widgets.count():
+                continue
+            widget = widgets.nth(index)
+            if not widget.is_visible() or widget.locator("xpath=ancestor::*[@data-testid='stForm']").count():
+                continue  # in a closed tab, or a form (which applies only when submitted: that starts a training)
+            if kind == "slider":
+                handle = widget.locator("input[type='range']")
+                at_max = handle.evaluate("e => Number(e.value) >= Number(e.max)")
+                act(page, lambda h=handle, key="ArrowLeft" if at_max else "ArrowRight": (h.focus(), h.press(key)))
+            elif kind == "radio":
+                options = widget.locator("label:has(input:not(:checked))")
+                if not options.count():
+                    continue
+                act(page, options.first.click)
+            elif kind == "number":
+                act(page, widget.locator("[data-testid='stNumberInputStepUp']").click)
+            elif kind == "choice":
+                options = widget.locator("button[aria-checked='false']")
+                if not options.count():
+                    continue
+                act(page, options.first.click)
+            else:
+                widget.click()
+                act(page, page.get_by_role("option", selected=False).first.click)
+            no_errors(page, f"{kind} {index}")
+            changed += 1
+    return changed
+
+
+@pytest.fixture(scope="module")
+def titles(browser, server):
+    context = browser.new_context()
+    page = context.new_page()
+    page.base_url = server
+    names = nav_titles(page)
+    context.close()
+    assert len(names) >= 8
+    return names
+
+
+def test_every_page_keeps_its_state_on_a_round_trip(page, titles):
+    page.goto(page.base_url)
+    wait_idle(page)
+    report = []
+    for title in titles:
+        go(page, title)
+        no_errors(page, title)
+        if page.locator(CANVAS).count():
+            act(page, lambda: draw(page, THREE))
+            verdict_text(page)
+        changed = change_widgets(page)
+        before = page.evaluate(STATE)
+        shown = verdict_text(page) if page.locator(CANVAS).count() else None
+        go(page, titles[0] if title != titles[0] else titles[1])
+        no_errors(page, f"away from {title}")
+        go(page, title)
+        no_errors(page, f"back on {title}")
+        if shown is not None:
+            assert verdict_text(page) == shown, "the verdict on the drawing changed on the way back"
+            assert canvas_has_ink(page), "the canvas came back empty"
+        assert page.evaluate(STATE) == before, f"{title}: state lost on the way back"
+        report.append(f"{title}: {changed} widget(s) changed{', a drawing' if shown else ''}, kept on return")
+    print("\n".join(report))
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_layouts_fit(browser, server, titles, viewport):
+    width, height = VIEWPORTS[viewport]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server)
+    wait_idle(page)
+    links = dict(zip(titles, page.locator(NAV_LINK).evaluate_all("links => links.map(a => a.href)"), strict=True))
+    try:
+        for title in titles:  # by address: on a phone the sidebar is a closed drawer
+            page.goto(links[title])
+            page.wait_for_selector(f"{NAV_LINK}[aria-current='page']:has-text('{title}')", state="attached")
+            wait_idle(page)
+            if page.locator(CANVAS).count():
+                act(page, lambda: draw(page, THREE))
+                verdict_text(page)
+            problems = page.evaluate(LAYOUT)
+            page.screenshot(path=str(ROOT / "test-artifacts" / f"layout-{viewport}-{title[:12]}.png"),
+                            full_page=True)
+            assert not problems, f"{title} at {width}×{height}: {problems}"
+    finally:
+        context.close()
+
+
+def test_screenshots_for_the_readme(browser, server, titles):
+    """One picture per page after a real interaction, at 1280×800, into docs/screenshots/ for the README."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server)
+    wait_idle(page)
+    try:
+        for title in titles:
+            go(page, title)
+            if title.startswith("Draw"):
+                act(page, lambda: draw(page, THREE))
+                verdict_text(page)
+            elif title.startswith(("Robustness", "Latent")):  # rotate the digit / move along z₁
+                handle = page.locator("[data-testid='stSlider'] input[type='range']").first
+                act(page, lambda h=handle: (h.focus(), h.press("ArrowRight"), h.press("ArrowRight")))
+            elif title.startswith("Generate"):
+                page.locator("[data-testid='stSelectbox']").first.click()
+                act(page, page.get_by_role("option", name="3", exact=True).click)
+                page.get_by_text("32 samples of class 3").wait_for()
+            images = page.locator(f"{MAIN} [data-testid='stImage'] img")
+            for i in range(images.count()):  # every picture on screen loaded (not those in closed tabs)
+                if images.nth(i).is_visible():
+                    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                                           arg=images.nth(i).element_handle())
+            charts = page.locator(f"{MAIN} [data-testid='stPlotlyChart']")
+            for i in range(charts.count()):  # every chart on screen drawn
+                if charts.nth(i).is_visible():
+                    charts.nth(i).locator(".main-svg").first.wait_for()
+            slug = re.sub(r"[^a-z]+", "-", title.lower()).strip("-")
+            page.screenshot(path=str(SCREENSHOTS / f"{slug}.png"))
+    finally:
+        context.close()
