@@ -28,10 +28,11 @@ setup() {
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_chromium() {
-  if [ ! -x /usr/bin/chromium ]; then
-    say "installing Debian chromium for the real-browser tests"
+  # chromium for the real-browser tests; the fonts print the digits of the photo test set (tests/test_photos.py)
+  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/dejavu ] || [ ! -d /usr/share/fonts/truetype/liberation ]; then
+    say "installing Debian chromium and fonts for the real-browser and photo tests"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core fonts-liberation >/dev/null
   fi
 }
 

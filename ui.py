@@ -13,7 +13,7 @@ from PIL import Image
 
 from mnist_models import WeightsError, load_dataset, registry
 from mnist_models.data import CLASS_NAMES, DataUnavailableError
-from mnist_models.preprocess import BlankDrawingError, PreprocessError, to_mnist
+from mnist_models.preprocess import BlankDrawingError, Cleaning, PreprocessError, clean
 
 CANVAS_SIZE = 280
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
@@ -95,65 +95,106 @@ def set_kept(key: str, value) -> None:
 
 
 def drawing_input(key: str = "draw") -> np.ndarray | None:
-    """A canvas (stroke width, undo and reset in its toolbar) or an upload → MNIST-style (28, 28), or None.
+    """A canvas (stroke width, undo and reset in its toolbar), an upload or a camera snapshot → MNIST-style
+    (28, 28), or None.
 
-    What the person drew or uploaded survives a visit to another page (the canvas is redrawn with the same
-    strokes); the last good drawing is kept in `st.session_state["drawing"]` so the other pages can use it.
+    What the person drew, uploaded or snapped survives a visit to another page (the canvas is redrawn with the
+    same strokes). For a picture, the steps of its cleaning are shown: the picture, the ink found, the 28×28 input.
+    The last good drawing is kept in `st.session_state["drawing"]` so the other pages can use it.
     """
-    from streamlit_drawable_canvas import st_canvas
-
-    mode = st.radio("Input", ["Draw", "Upload"], horizontal=True, key=kept(f"{key}_mode", "Draw"),
+    mode = st.radio("Input", INPUT_MODES, horizontal=True, key=kept(f"{key}_mode", "Draw"),
                     label_visibility="collapsed")
-    raw_key, strokes_key, initial_key, canvas_key = (f"{key}_raw", f"{key}_strokes", f"{key}_initial",
-                                                    f"{key}_canvas")
     if mode == "Draw":
-        stroke = st.slider("Stroke width", 8, 40, key=kept(f"{key}_stroke", 22))
-        if canvas_key not in st.session_state:  # (re)mounted, e.g. back from another page: redraw the strokes
-            st.session_state[initial_key] = st.session_state.get(strokes_key)
-        result = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
-                           height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
-                           initial_drawing=st.session_state[initial_key], return_image_data=True, key=canvas_key)
-        if result is not None and result.image_data is not None:
-            st.session_state[raw_key] = result.image_data
-            st.session_state[strokes_key] = result.json_data
-        source = st.session_state.get(raw_key)
-        st.caption("Draw one digit, white on black. The toolbar above the canvas has undo, redo and reset (bin).")
+        source = _canvas(key)
+    elif mode == "Upload":
+        source = _kept_file(key, "upload", lambda: st.file_uploader(
+            "Upload a picture of one digit", type=UPLOAD_TYPES, key=f"{key}_upload"))
     else:
-        source = upload_input(key)
+        source = _kept_file(key, "camera", lambda: st.camera_input(
+            "Photograph one digit written on paper", key=f"{key}_camera",
+            help="Dark ink on light paper, the digit filling a good part of the frame. Lamp light, shadows, ruled "
+                 "or squared paper, pencil and blue ink are fine."))
     if source is None:
-        st.info("✏️ Draw a digit above (or upload one) to see what the models make of it.")
+        st.info(f"✏️ {INPUT_HINTS[mode]} to see what the models make of it.")
         return None
     try:
-        image = to_mnist(source)
-    except BlankDrawingError:
-        st.info("✏️ The canvas is empty: draw a digit to see what the models make of it.")
+        steps = clean(source)
+    except BlankDrawingError as err:
+        if mode == "Draw":
+            st.info("✏️ The canvas is empty: draw a digit to see what the models make of it.")
+        else:
+            st.warning(f"{str(err)[0].upper()}{str(err)[1:]}.")
         return None
     except PreprocessError as err:
         st.error(f"That input could not be used: {err}")
         return None
-    st.session_state["drawing"] = image
-    return image
+    if mode != "Draw":
+        show_cleaning(steps)
+    st.session_state["drawing"] = steps.digit
+    return steps.digit
 
 
-def upload_input(key: str) -> bytes | None:
-    """A file uploader whose file outlives a visit to another page (an uploader's own value cannot be restored):
-    the bytes are kept in a key no widget owns until another file replaces them."""
-    kept_key = f"{key}_upload_kept"
-    uploaded = st.file_uploader("Upload a picture of one digit", type=UPLOAD_TYPES, key=f"{key}_upload")
-    if uploaded is not None:
-        st.session_state[kept_key] = (uploaded.name, uploaded.getvalue())
+INPUT_MODES = ["Draw", "Upload", "Camera"]
+INPUT_HINTS = {"Draw": "Draw a digit above (or upload one)", "Upload": "Upload a picture of a digit",
+               "Camera": "Take a photo of a digit on paper"}
+
+
+def _canvas(key: str) -> np.ndarray | None:
+    """The drawing canvas; its strokes are kept and redrawn when the canvas is mounted again."""
+    from streamlit_drawable_canvas import st_canvas
+
+    raw_key, strokes_key, initial_key, canvas_key = (f"{key}_raw", f"{key}_strokes", f"{key}_initial",
+                                                    f"{key}_canvas")
+    stroke = st.slider("Stroke width", 8, 40, key=kept(f"{key}_stroke", 22))
+    if canvas_key not in st.session_state:  # (re)mounted, e.g. back from another page: redraw the strokes
+        st.session_state[initial_key] = st.session_state.get(strokes_key)
+    result = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
+                       height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
+                       initial_drawing=st.session_state[initial_key], return_image_data=True, key=canvas_key)
+    if result is not None and result.image_data is not None:
+        st.session_state[raw_key] = result.image_data
+        st.session_state[strokes_key] = result.json_data
+    st.caption("Draw one digit, white on black. The toolbar above the canvas has undo, redo and reset (bin).")
+    return st.session_state.get(raw_key)
+
+
+def _kept_file(key: str, kind: str, widget) -> bytes | None:
+    """A file widget (uploader, camera) whose file outlives a visit to another page (such a widget's own value
+    cannot be restored): its bytes are kept in a key no widget owns until another file replaces them."""
+    kept_key = f"{key}_{kind}_kept"
+    given = widget()
+    if given is not None:
+        st.session_state[kept_key] = (given.name, given.getvalue())
     elif kept_key in st.session_state:
-        name, _ = st.session_state[kept_key]
-        st.caption(f"Showing your earlier upload **{name}**; upload another file to replace it.")
+        st.caption(f"Showing your earlier {'photo' if kind == 'camera' else 'upload'} "
+                   f"**{st.session_state[kept_key][0]}**; {'take' if kind == 'camera' else 'upload'} another to "
+                   "replace it.")
     return st.session_state[kept_key][1] if kept_key in st.session_state else None
+
+
+def show_cleaning(steps: Cleaning) -> None:
+    """The picture, the ink the preprocessing found in it, and the 28×28 input, side by side."""
+    picture = steps.picture
+    if picture.dtype != np.uint8:
+        picture = (np.clip(picture, 0, 1) * 255).astype(np.uint8)
+    thumb = Image.fromarray(picture)
+    thumb.thumbnail((240, 240))
+    ink = Image.fromarray((np.clip(steps.ink, 0, 1) * 255).astype(np.uint8))
+    ink.thumbnail((240, 240))
+    st.image([_png(thumb), _png(ink), digit_png(steps.digit, 112)],
+             caption=["your picture", "the ink found", "what the models see"], width=96)
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def digit_png(image: np.ndarray, size: int = 140) -> bytes:
     """A (28, 28) float image in [0, 1] → PNG bytes, upscaled without blurring."""
     pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST).save(buf, "PNG")
-    return buf.getvalue()
+    return _png(Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST))
 
 
 def dataset_picker(datasets, key: str) -> str:
@@ -172,9 +213,7 @@ def grid_png(images: np.ndarray, cell: int = 56) -> bytes:
     """(rows, cols, 28, 28) → one PNG mosaic."""
     rows, cols = images.shape[:2]
     pixels = (np.clip(_mosaic(images), 0, 1) * 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).resize((cols * cell, rows * cell), Image.Resampling.NEAREST).save(buf, "PNG")
-    return buf.getvalue()
+    return _png(Image.fromarray(pixels).resize((cols * cell, rows * cell), Image.Resampling.NEAREST))
 
 
 def evolution_gif(frames: np.ndarray, millis: int = 400) -> bytes:

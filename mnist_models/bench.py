@@ -99,6 +99,61 @@ def multiworker_throughput(workers: tuple[int, ...] = (1, 2), train_size: int = 
     return rates
 
 
+def big_photo(megabytes: float = 2.0) -> bytes:
+    """A phone-sized JPEG (4032×3024) of a digit on paper under lamp light, just under `megabytes` (the upload
+    limit): the worst case an upload can be."""
+    import io
+
+    from PIL import Image
+
+    from . import photos
+
+    (_, _), (x_test, _) = load_dataset("mnist")
+    rng = np.random.default_rng(0)
+    small = Image.open(io.BytesIO(photos.render(photos._handwritten(x_test[0], 200), "uneven_light", rng)))
+    big = np.asarray(small.convert("RGB").resize((4032, 3024), Image.Resampling.BILINEAR), np.float32)
+    big += rng.normal(0, 4, big.shape)  # sensor noise: what makes a real photo's JPEG large
+    image = Image.fromarray(np.clip(big, 0, 255).astype(np.uint8))
+    for quality in (95, 90, 85, 80, 70, 60):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        if buffer.tell() <= megabytes * 1e6:
+            return buffer.getvalue()
+    return buffer.getvalue()
+
+
+def photo_latency(repeats: int) -> tuple[int, list[float]]:
+    """Seconds for `to_mnist` on a 2 MB phone photo: decoding, finding the paper and the ink, cropping."""
+    data = big_photo()
+    to_mnist(data)
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        to_mnist(data)
+        samples.append(time.perf_counter() - started)
+    return len(data), samples
+
+
+def multimnist_training(batches: int, rounds: int = 3) -> dict[str, float]:
+    """Training images/s (pairs/s) of capsnet_multi and cnn_multi on the same on-the-fly pairs, interleaved."""
+    (x_train, y_train), _ = load_dataset("mnist")
+    runs = {}
+    for name in ("capsnet_multi", "cnn_multi"):
+        model, spec = registry.build(name), registry.spec(name)
+        trainer = model.compile(1e-3)
+        data = model.train_dataset(x_train[: batches * spec.batch_size], y_train[: batches * spec.batch_size],
+                                   spec.batch_size, seed=0).cache()
+        trainer.fit(data.take(2), epochs=1, verbose=0)  # trace and warm up
+        runs[name] = (trainer, data, batches * spec.batch_size)
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (trainer, data, count) in runs.items():
+            started = time.perf_counter()
+            trainer.fit(data, epochs=1, verbose=0)
+            rates[name].append(count / (time.perf_counter() - started))
+    return {name: float(np.median(r)) for name, r in rates.items()}
+
+
 def run(what: str, args) -> int:
     if what == "capsnet":
         rates = capsnet_training(args.batches)
@@ -112,6 +167,15 @@ def run(what: str, args) -> int:
             print(f"{label:28s} {_percentiles(samples)}   ({len(samples)} drawings)")
         direct, predict = (np.percentile(s, 50) for s in timings.values())
         print(f"{'Model.predict / direct':28s} {predict / direct:6.2f}× (p50)")
+    elif what == "photo":
+        size, samples = photo_latency(max(3, min(args.repeats, 10)))
+        print(f"to_mnist on a {size / 1e6:.2f} MB 4032×3024 JPEG photo: median {np.median(samples):.2f} s, "
+              f"max {max(samples):.2f} s over {len(samples)} runs")
+    elif what == "multimnist":
+        rates = multimnist_training(args.batches)
+        for name, rate in rates.items():
+            print(f"{name:16s} {rate:8.1f} pairs/s (training)")
+        print(f"{'cnn / capsnet':16s} {rates['cnn_multi'] / rates['capsnet_multi']:8.2f}×")
     elif what == "multiworker":
         rates = multiworker_throughput()
         for n, rate in rates.items():

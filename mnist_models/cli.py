@@ -83,6 +83,8 @@ def _evaluate(args) -> int:
 
     if args.model == "robustness":
         return _evaluate_robustness(args)
+    if args.model == "photos":
+        return _evaluate_photos(args)
     model = registry.load_from(Path(args.weights) if args.weights else registry.WEIGHTS_DIR,
                                args.model, args.dataset)
     (_, _), (x_test, y_test) = data.load_dataset(args.dataset)
@@ -101,6 +103,21 @@ def _evaluate_robustness(args) -> int:
     (_, _), (x_test, y_test) = data.load_dataset("mnist")
     images = x_test[: args.limit] if args.limit else x_test
     result = transforms.robustness(models, images.astype("float32") / 255.0, y_test[: len(images)])
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def _evaluate_photos(args) -> int:
+    from . import photos, registry
+    from .preprocess import to_mnist
+
+    folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
+    models = {name: registry.load_from(folder, name, "mnist") for name in ("cnn", "capsnet")}
+    (_, _), (x_test, y_test) = data.load_dataset("mnist")
+    started = time.perf_counter()
+    result = photos.accuracy_by_condition(models, photos.photo_set(x_test, y_test, args.limit or 100), to_mnist)
+    result["fonts"] = len(photos.fonts())
+    result["evaluate_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
@@ -179,16 +196,18 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="score the shipped weights on the full test set")
-    e.add_argument("model", choices=[*SPECS, "robustness"],
-                   help="a model, or 'robustness': shipped CNN and CapsNet on seeded affine test sets")
+    e.add_argument("model", choices=[*SPECS, "robustness", "photos"],
+                   help="a model; 'robustness': shipped CNN and CapsNet on seeded affine test sets; 'photos': the same "
+                        "two on synthetic photos of digits on paper, per condition")
     e.add_argument("--dataset", choices=data.DATASETS, default="mnist")
-    e.add_argument("--limit", type=int, default=0, help="robustness only: score the first N test images")
+    e.add_argument("--limit", type=int, default=0,
+                   help="robustness: score the first N test images; photos: N MNIST digits per condition (100)")
     e.add_argument("--weights", help="weights folder (default: weights/)")
     e.add_argument("--json", action="store_true", help="one JSON object on one line")
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser("bench", help="print performance figures")
-    b.add_argument("what", choices=["capsnet", "inference", "multiworker"])
+    b.add_argument("what", choices=["capsnet", "inference", "multiworker", "photo", "multimnist"])
     b.add_argument("--batches", type=int, default=20)
     b.add_argument("--repeats", type=int, default=200)
     b.set_defaults(func=_bench)

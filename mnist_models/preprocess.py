@@ -10,14 +10,26 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
+from scipy import ndimage
+from skimage import filters
 
 MAX_PIXELS = 4096 * 4096  # larger uploads are refused before any pixel is decoded
 MIN_INK = 0.15  # a drawing whose strongest ink is fainter than this (0–1) counts as blank
 MIN_INK_PIXELS = 2  # pixels at half strength or more; fewer is a speck of noise, not a drawing
 NOISE_FLOOR = 0.1  # ink below this fraction of the strongest ink is background noise (JPEG, paper texture)
+PHOTO_SIDE = 400  # pictures of paper are cleaned at this size (longest side)
+MIN_PAPER_INK = 0.12  # ink must be at least this much darker than the paper around it
+MIN_DIGIT_AREA = 0.0005  # the digit's ink covers at least this share of the picture…
+MAX_DIGIT_AREA = 0.25  # …and ink covering more is not a digit (a photo of something else)
+MIN_EDGE_INK = 0.4  # ink touching the picture's edge counts only this dark (the paper's shading does not)
+RULE_SPAN, RULE_WIDTH = 0.6, 5  # a ruled line runs across 60 % of the page and is under 5 px thick
+MIN_PIECE = 0.08  # a piece of ink smaller than this share of the largest is a speck, not part of the digit
+NO_DIGIT = ("no ink that looks like a digit was found in this picture: draw a digit, or photograph one written "
+            "darkly on light paper, filling a good part of the frame")
 FIT = 20
 SIZE = 28
 CENTRE = 14.0  # MNIST's mean centre of mass, in pixel-index coordinates (measured on the test set)
@@ -45,6 +57,21 @@ def to_mnist(source) -> np.ndarray:
     """A canvas array (H, W[, 3|4]) or an image file (bytes, file-like, path, PIL image) → float32 (28, 28)
     in [0, 1], white ink on black, MNIST-style. Raises a `PreprocessError` subclass with a clear message."""
     return ink_to_mnist(ink_map(source))
+
+
+class Cleaning(NamedTuple):
+    """Each step `to_mnist` takes, to show a person why a picture was read the way it was."""
+
+    picture: np.ndarray  # what was given, as uint8 RGB(A) or float grey
+    ink: np.ndarray  # the ink found in it, (H, W) in [0, 1] (photos: at most PHOTO_SIDE on the longest side)
+    digit: np.ndarray  # the (28, 28) input the models see
+
+
+def clean(source) -> Cleaning:
+    """`to_mnist` with its intermediate steps."""
+    picture = source if isinstance(source, np.ndarray) else _decode(source)
+    ink = _ink_from_array(picture)
+    return Cleaning(picture, ink, ink_to_mnist(ink))
 
 
 def ink_map(source) -> np.ndarray:
@@ -122,12 +149,86 @@ def _ink_from_array(arr: np.ndarray) -> np.ndarray:
         if alpha.max() - alpha.min() > MIN_INK:  # transparency carries the drawing: the canvas, a cut-out
             return (alpha - alpha.min()) / (1.0 - alpha.min())
         arr = arr[:, :, :3]
-    grey = _luminance(_unit(arr, top)) if arr.ndim == 3 else _unit(arr, top)
+    colour = _unit(arr, top)
+    grey = _luminance(colour) if arr.ndim == 3 else colour
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     background = float(np.median(border))
     if background < 0.5:  # light ink on dark paper, like MNIST
         return np.clip((grey - background) / (1.0 - background), 0.0, 1.0)
-    return np.clip((background - grey) / background, 0.0, 1.0)  # dark-on-light: inverted
+    return ink_on_paper(colour)
+
+
+def ink_on_paper(picture: np.ndarray) -> np.ndarray:
+    """Dark ink on light paper (a scan or a photo, grey (H, W) or colour (H, W, 3) in [0, 1]) → ink strength,
+    the paper at 0, at most PHOTO_SIDE pixels on its longest side.
+
+    1. The paper's own brightness, estimated at every pixel by a grey closing (a local maximum, then minimum, over
+       a window wider than any stroke): it follows lamp light, vignetting and the sharp edge of a shadow band.
+    2. Ink is how much darker than that paper a pixel is, in its darkest colour channel, so blue ballpoint and
+       pencil count as ink whatever the light's colour.
+    3. The ink threshold comes from the picture itself (Otsu), never below MIN_PAPER_INK.
+    4. Ruled and squared lines (long, thin, horizontal or vertical) and specks are removed; so is anything that
+       touches the picture's edge (a table beyond the page, the page's own edge), unless nothing else is left.
+    """
+    picture = _shrink(picture)
+    channels = picture[..., None] if picture.ndim == 2 else picture
+    window = max(15, min(channels.shape[:2]) // 4)
+    paper = np.stack([ndimage.grey_closing(channels[..., c], size=(window, window))
+                      for c in range(channels.shape[2])], -1)
+    ink = np.clip(1.0 - channels / np.maximum(paper, 1e-3), 0.0, 1.0).max(-1)
+    if ink.max(initial=0.0) < MIN_PAPER_INK:
+        raise BlankDrawingError(NO_DIGIT)
+    mask = ink > max(float(filters.threshold_otsu(ink)), MIN_PAPER_INK)
+    keep = _digit_components(mask & ~_ruling(mask), ink)
+    keep |= ndimage.binary_closing(keep, iterations=3) & mask  # where a removed line crossed a stroke: the stroke
+    return np.where(ndimage.binary_dilation(keep, iterations=1), ink, 0.0).astype(np.float32)
+
+
+def _shrink(picture: np.ndarray) -> np.ndarray:
+    """Area-average down to PHOTO_SIDE on the longest side: plenty for a 20-px digit, and fast on big photos."""
+    height, width = picture.shape[:2]
+    factor = max(height, width) / PHOTO_SIDE
+    if factor <= 1:
+        return picture.astype(np.float32)
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    planes = picture[..., None] if picture.ndim == 2 else picture
+    small = [np.asarray(Image.fromarray(planes[..., c].astype(np.float32), mode="F").resize(
+        size, Image.Resampling.BOX)) for c in range(planes.shape[2])]
+    return np.stack(small, -1).squeeze() if picture.ndim == 3 else small[0]
+
+
+def _ruling(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ruled or squared lines: thin (under RULE_WIDTH pixels) straight runs across most of the page.
+    A digit's own long strokes (the bar of a 7 filling the frame, a tall 1) are thicker, so they stay."""
+    height, width = mask.shape
+    lines = np.zeros_like(mask)
+    for run, thickness in (((1, max(3, int(width * RULE_SPAN))), (RULE_WIDTH, 1)),
+                           ((max(3, int(height * RULE_SPAN)), 1), (1, RULE_WIDTH))):
+        straight = ndimage.binary_opening(mask, structure=np.ones(run, bool))
+        lines |= straight & ~ndimage.binary_opening(straight, structure=np.ones(thickness, bool))
+    return ndimage.binary_dilation(lines, structure=np.ones((3, 3), bool))
+
+
+def _digit_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The connected pieces of ink that make the digit: not specks, not what touches the edge of the picture,
+    not ink all over it."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if count == 0:
+        raise BlankDrawingError(NO_DIGIT)
+    sizes = np.bincount(labels.ravel())[1:]
+    if sizes.sum() > MAX_DIGIT_AREA * mask.size:
+        raise BlankDrawingError(NO_DIGIT)  # ink all over: a photo of a scene or a page of text, not one digit
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    inner = np.setdiff1d(np.arange(1, count + 1), edge)
+    if len(inner) and sizes[inner - 1].max() >= MIN_DIGIT_AREA * mask.size:
+        candidates = inner
+    else:  # only ink that touches the edge: a digit cut off by the frame if it is dark, else shading or a table
+        candidates = np.array([c for c in range(1, count + 1) if ink[labels == c].max() >= MIN_EDGE_INK], int)
+        if not len(candidates):
+            raise BlankDrawingError(NO_DIGIT)
+    largest = sizes[candidates - 1].max()
+    kept = candidates[sizes[candidates - 1] >= max(MIN_PIECE * largest, MIN_DIGIT_AREA * mask.size / 10)]
+    return np.isin(labels, kept)
 
 
 def _unit(values: np.ndarray, top: float) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from mnist_models import registry
+from mnist_models import photos, registry
 from tests.drawings import canvas_of
 
 APP = "../app.py"
@@ -51,7 +51,27 @@ def test_draw_page_upload_mode_starts_with_a_hint():
     at = page("draw.py").run()
     at.radio(key="draw_mode").set_value("Upload").run()
     assert not at.exception
-    assert any("upload one" in i.value for i in at.info)
+    assert any("Upload a picture of a digit" in i.value for i in at.info)
+
+
+def test_draw_page_shows_how_a_photo_was_cleaned_and_says_when_no_digit_is_there(mnist):
+    """A photo (kept as the camera or the uploader hands it over): the picture, the ink found, the 28×28 input
+    side by side, and the verdict; a blank page gets a message, not a guess."""
+    (_, _), (x_test, y_test) = mnist
+    photo = photos.render(photos._handwritten(x_test[0], 200), "shadow_band", np.random.default_rng(1))
+    at = page("draw.py")
+    at.session_state["kept::draw_mode"] = "Camera"
+    at.session_state["draw_camera_kept"] = ("camera.jpg", photo)
+    at.run()
+    assert not at.exception and not at.error
+    assert [c for i in at.get("image") for c in [img.caption for img in i.proto.imgs]][:3] == [
+        "your picture", "the ink found", "what the models see"]
+    assert f"CNN says **{y_test[0]}**" in next(m.value for m in at.markdown if "CNN says" in m.value)
+    blank = photos.render(np.zeros((50, 50), np.float32), "uneven_light", np.random.default_rng(2))
+    at.session_state["draw_camera_kept"] = ("blank.jpg", blank)
+    at.run()
+    assert not at.exception and "no ink that looks like a digit" in at.warning[0].value.lower()
+    assert not any("CNN says" in m.value for m in at.markdown)
 
 
 def test_autoencoder_page_reacts_to_noise(mnist):

@@ -1,0 +1,57 @@
+"""The camera input in a real Chromium: a fake camera fed from a photo of a digit on paper (lamp light from one
+side), as a phone would snap it. The Draw page must show the cleaning steps and read the digit."""
+
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from mnist_models import photos
+from tests.e2e.conftest import CHROMIUM, wait_idle
+
+NAV_LINK = "[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']"
+
+
+def fake_camera_file(path, digit_image: np.ndarray) -> None:
+    """MJPEG for Chromium's fake camera: 640×480 JPEG frames one after another, each a photo of the digit."""
+    photo = Image.open(io.BytesIO(photos.render(photos._handwritten(digit_image, 220), "uneven_light",
+                                                np.random.default_rng(5)))).convert("RGB")
+    frame = Image.new("RGB", (640, 480), tuple(int(v * 0.8) for v in photos.PAPER))
+    frame.paste(photo, ((640 - photo.width) // 2, 0))
+    with open(path, "wb") as out:
+        for _ in range(30):
+            buffer = io.BytesIO()
+            frame.save(buffer, "JPEG", quality=90)
+            out.write(buffer.getvalue())
+
+
+def test_a_photo_from_the_camera_is_cleaned_and_read(server, tmp_path, mnist):
+    from playwright.sync_api import sync_playwright
+
+    (_, _), (x_test, y_test) = mnist
+    video = tmp_path / "digit.mjpeg"
+    fake_camera_file(video, x_test[0])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(server)
+            wait_idle(page)
+            page.locator(NAV_LINK, has_text="Draw & classify").click()
+            page.wait_for_selector("h1:has-text('Draw & classify')")
+            page.get_by_text("Camera", exact=True).click()
+            page.get_by_role("button", name="Take Photo").click()
+            verdict = page.get_by_text(re.compile("CNN says"))
+            verdict.wait_for()
+            assert re.search(rf"CNN says {y_test[0]}\b", verdict.inner_text()), verdict.inner_text()
+            page.get_by_text("the ink found").wait_for()
+            page.screenshot(path="test-artifacts/camera-digit.png", full_page=True)
+        finally:
+            context.close()
+            browser.close()
