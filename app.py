@@ -14,6 +14,7 @@ st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layou
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/draw.py", title="Draw & classify", icon=":material/draw:"),
+    st.Page("app_pages/multimnist.py", title="Two digits at once", icon=":material/layers:"),
     st.Page("app_pages/autoencoders.py", title="Autoencoders & denoising", icon=":material/blur_on:"),
     st.Page("app_pages/robustness.py", title="Robustness lab", icon=":material/rotate_right:"),
     st.Page("app_pages/latent.py", title="Latent explorer", icon=":material/explore:"),

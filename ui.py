@@ -105,7 +105,7 @@ def drawing_input(key: str = "draw") -> np.ndarray | None:
     mode = st.radio("Input", INPUT_MODES, horizontal=True, key=kept(f"{key}_mode", "Draw"),
                     label_visibility="collapsed")
     if mode == "Draw":
-        source = _canvas(key)
+        source = canvas(key)
     elif mode == "Upload":
         source = _kept_file(key, "upload", lambda: st.file_uploader(
             "Upload a picture of one digit", type=UPLOAD_TYPES, key=f"{key}_upload"))
@@ -139,8 +139,10 @@ INPUT_HINTS = {"Draw": "Draw a digit above (or upload one)", "Upload": "Upload a
                "Camera": "Take a photo of a digit on paper"}
 
 
-def _canvas(key: str) -> np.ndarray | None:
-    """The drawing canvas; its strokes are kept and redrawn when the canvas is mounted again."""
+def canvas(key: str, stroke_color: str = "#FFFFFF",
+            caption: str = "Draw one digit, white on black. The toolbar above the canvas has undo, redo and reset "
+                           "(bin).") -> np.ndarray | None:
+    """The drawing canvas (RGBA at CANVAS_SIZE); its strokes are kept and redrawn when it is mounted again."""
     from streamlit_drawable_canvas import st_canvas
 
     raw_key, strokes_key, initial_key, canvas_key = (f"{key}_raw", f"{key}_strokes", f"{key}_initial",
@@ -148,13 +150,13 @@ def _canvas(key: str) -> np.ndarray | None:
     stroke = st.slider("Stroke width", 8, 40, key=kept(f"{key}_stroke", 22))
     if canvas_key not in st.session_state:  # (re)mounted, e.g. back from another page: redraw the strokes
         st.session_state[initial_key] = st.session_state.get(strokes_key)
-    result = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
+    result = st_canvas(stroke_width=stroke, stroke_color=stroke_color, background_color="#000000",
                        height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
                        initial_drawing=st.session_state[initial_key], return_image_data=True, key=canvas_key)
     if result is not None and result.image_data is not None:
         st.session_state[raw_key] = result.image_data
         st.session_state[strokes_key] = result.json_data
-    st.caption("Draw one digit, white on black. The toolbar above the canvas has undo, redo and reset (bin).")
+    st.caption(caption)
     return st.session_state.get(raw_key)
 
 
@@ -181,11 +183,11 @@ def show_cleaning(steps: Cleaning) -> None:
     thumb.thumbnail((240, 240))
     ink = Image.fromarray((np.clip(steps.ink, 0, 1) * 255).astype(np.uint8))
     ink.thumbnail((240, 240))
-    st.image([_png(thumb), _png(ink), digit_png(steps.digit, 112)],
+    st.image([png(thumb), png(ink), digit_png(steps.digit, 112)],
              caption=["your picture", "the ink found", "what the models see"], width=96)
 
 
-def _png(image: Image.Image) -> bytes:
+def png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return buf.getvalue()
@@ -194,7 +196,7 @@ def _png(image: Image.Image) -> bytes:
 def digit_png(image: np.ndarray, size: int = 140) -> bytes:
     """A (28, 28) float image in [0, 1] → PNG bytes, upscaled without blurring."""
     pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-    return _png(Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST))
+    return png(Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST))
 
 
 def dataset_picker(datasets, key: str) -> str:
@@ -213,7 +215,7 @@ def grid_png(images: np.ndarray, cell: int = 56) -> bytes:
     """(rows, cols, 28, 28) → one PNG mosaic."""
     rows, cols = images.shape[:2]
     pixels = (np.clip(_mosaic(images), 0, 1) * 255).astype(np.uint8)
-    return _png(Image.fromarray(pixels).resize((cols * cell, rows * cell), Image.Resampling.NEAREST))
+    return png(Image.fromarray(pixels).resize((cols * cell, rows * cell), Image.Resampling.NEAREST))
 
 
 def evolution_gif(frames: np.ndarray, millis: int = 400) -> bytes:

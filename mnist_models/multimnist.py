@@ -282,3 +282,39 @@ SPECS = [
               epochs=30, batch_size=100, lr_decay=0.95),
     ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST", epochs=30, lr_decay=0.95),
 ]
+
+
+def to_multimnist(inks: np.ndarray, min_ink: float = 0.15) -> np.ndarray:
+    """The ink of each of two pens of one drawing, (2, H, W) in [0, 1] → (2, 36, 36), placed as MultiMNIST digits
+    sit: both scaled by one factor that brings the larger digit's longer side to 20 px (as MNIST scales a digit),
+    keeping where they are relative to each other, their union centred by mass in the 36×36 frame. The merged
+    image the models see is the pixel-wise max of the two."""
+    from PIL import Image
+
+    from .preprocess import FIT, BlankDrawingError
+
+    inks = np.clip(np.nan_to_num(np.asarray(inks, np.float32)), 0, 1)
+    present = [k for k in range(len(inks)) if inks[k].max(initial=0) >= min_ink]
+    if not present:
+        raise BlankDrawingError("nothing is drawn yet: draw two digits over each other, one with each pen")
+    inks = np.where(inks >= min_ink * 0.5, inks, 0.0)
+
+    def box(ink):
+        rows, cols = np.nonzero(ink.any(1))[0], np.nonzero(ink.any(0))[0]
+        return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    scale = FIT / max(max(b[1] - b[0], b[3] - b[2]) for b in (box(inks[k]) for k in present))
+    top, bottom, left, right = box(inks.max(0))
+    height, width = bottom - top, right - left
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.stack([np.asarray(Image.fromarray(ink[top:bottom, left:right], mode="F").resize(
+        size, Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR)) for ink in inks])
+    small = np.clip(small, 0, 1)[:, :FRAME, :FRAME]
+    merged = small.max(0)
+    rows, cols = np.arange(merged.shape[0]), np.arange(merged.shape[1])
+    com_r = (merged.sum(1) * rows).sum() / merged.sum()
+    com_c = (merged.sum(0) * cols).sum() / merged.sum()
+    at_r = int(np.clip(round(FRAME / 2 - com_r), 0, FRAME - merged.shape[0]))
+    at_c = int(np.clip(round(FRAME / 2 - com_c), 0, FRAME - merged.shape[1]))
+    out = np.zeros((len(inks), FRAME, FRAME), np.float32)
+    out[:, at_r:at_r + merged.shape[0], at_c:at_c + merged.shape[1]] = small
+    return out

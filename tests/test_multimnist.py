@@ -102,3 +102,21 @@ def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
     registry.save(model, tmp_path, {"model": name, "dataset": "mnist", "config": model.config.to_dict()})
     loaded = registry.load_from(tmp_path, name)
     assert np.allclose(loaded.read_pair(pairs.images).lengths, reading.lengths, atol=1e-5)
+
+
+def test_to_multimnist_places_two_pens_like_a_pair(mnist):
+    """Two digits drawn big on a 280-px canvas, offset: scaled so the larger is 20 px, offset kept, centred."""
+    (_, _), (x_test, y_test) = mnist
+    inks = np.zeros((2, 280, 280), np.float32)
+    inks[0, 20:244, 20:244] = np.kron(x_test[0], np.ones((8, 8))) / 255
+    inks[1, 50:274, 40:264] = np.kron(x_test[1], np.ones((8, 8))) / 255
+    placed = mm.to_multimnist(inks)
+    assert placed.shape == (2, 36, 36) and placed.max() <= 1
+    for k in range(2):
+        rows, cols = np.nonzero(placed[k] > 0.1)
+        assert max(np.ptp(rows), np.ptp(cols)) + 1 <= 21
+    merged = placed.max(0)
+    com = [(merged.sum(axis=a) * np.arange(36)).sum() / merged.sum() for a in (1, 0)]
+    assert all(abs(c - 18) <= 1 for c in com)
+    with pytest.raises(ValueError, match="draw two digits"):
+        mm.to_multimnist(np.zeros((2, 50, 50)))

@@ -112,7 +112,7 @@ def canvas_has_ink(page) -> bool:
 
 
 def verdict_text(page) -> str:
-    locator = page.get_by_text(re.compile("CNN says"))
+    locator = page.get_by_text(re.compile("CNN says|CapsNet reads"))
     locator.first.wait_for()
     return locator.first.inner_text()
 

@@ -1,0 +1,77 @@
+"""Two digits at once: draw one digit over another with two pens; a CapsNet names both and redraws each from its
+own capsule (Sabour et al. 2017, §6 and Fig. 5), beside a CNN baseline's two answers."""
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+import ui
+from mnist_models import multimnist
+from mnist_models.preprocess import BlankDrawingError
+
+PENS = {"first digit": "#FF3B3B", "second digit": "#3BFF5A"}  # red and green, as in the paper's Fig. 5
+
+st.title("Two digits at once")
+st.caption("Draw a digit with the red pen, switch to the green pen and draw another digit over it. The models see "
+           "only the merged grey image. The CapsNet names both digits and redraws each one alone from its own "
+           "capsule, even where the strokes cross.")
+capsnet, cnn = ui.model_or_stop("capsnet_multi"), ui.model_or_stop("cnn_multi")
+x_test, y_test = ui.test_set_or_stop("mnist")
+
+
+def coloured(first: np.ndarray, second: np.ndarray, base: np.ndarray | None = None, size: int = 180) -> bytes:
+    """Two (36, 36) images in red and green (over a dim grey `base`), upscaled without blurring."""
+    grey = np.zeros_like(first) if base is None else 0.35 * base
+    rgb = np.stack([np.maximum(grey, first), np.maximum(grey, second), grey], -1)
+    image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+    return ui.png(image)
+
+
+controls, view = st.columns([2, 3], gap="large")
+with controls:
+    source = st.radio("Pair", ["Draw", "Random test pair"], horizontal=True, key=ui.kept("mm_source", "Draw"),
+                      label_visibility="collapsed")
+    truth = None
+    if source == "Draw":
+        pen = st.radio("Pen", list(PENS), horizontal=True, key=ui.kept("mm_pen", "first digit"))
+        rgba = ui.canvas("mm", PENS[pen], "Red pen for the first digit, green for the second, over it. Undo and "
+                                          "reset (bin) are in the toolbar above the canvas.")
+        if rgba is None:
+            st.info("✏️ Draw a digit in red, then another one in green on top of it.")
+            st.stop()
+        red, green = (rgba[..., c].astype(np.float32) / 255 for c in (0, 1))
+        inks = np.stack([np.where(red > green + 0.15, red, 0), np.where(green > red + 0.15, green, 0)])
+        try:
+            mine = multimnist.to_multimnist(inks)
+        except BlankDrawingError as err:
+            st.info(f"✏️ {str(err)[0].upper()}{str(err)[1:]}.")
+            st.stop()
+        image = mine.max(0)
+    else:
+        if st.button("🎲 Another pair") or "mm_pair" not in st.session_state:
+            st.session_state["mm_pair"] = int(np.random.default_rng().integers(multimnist.TEST_PAIRS))
+        index = st.session_state["mm_pair"]
+        pairs = multimnist.test_pairs(x_test, y_test)
+        image, mine, truth = pairs.images[index], pairs.digits[index], pairs.labels[index]
+        st.caption(f"Test pair #{index} of the fixed 10,000: a {truth[0]} (red) and a {truth[1]} (green).")
+
+reading, baseline = capsnet.read_pair(image), cnn.read_pair(image)
+a, b = (int(d) for d in reading.digits[0])
+with view:
+    st.markdown(f"### CapsNet reads **{a}** and **{b}** · CNN reads **{baseline.digits[0, 0]}** and "
+                f"**{baseline.digits[0, 1]}**")
+    if truth is not None:
+        st.caption("Both right" if {a, b} == set(truth.tolist()) else f"The true digits are {truth[0]} and "
+                   f"{truth[1]}.")
+    st.image([ui.digit_png(image, 180), coloured(*reading.redrawn[0], base=image), coloured(*mine)],
+             caption=["what the models see (36×36)", f"CapsNet's redrawings: {a} red, {b} green",
+                      "your strokes, red and green" if truth is None else "the two digits alone"], width=180)
+    lengths = reading.lengths[0]
+    st.caption("Capsule lengths (the network's evidence for each digit): " + ", ".join(
+        f"{d}: {lengths[d]:.2f}" for d in np.argsort(-lengths)[:4]) + ". CNN sigmoid outputs for its two: "
+        f"{baseline.lengths[0, baseline.digits[0, 0]]:.2f}, {baseline.lengths[0, baseline.digits[0, 1]]:.2f}.")
+    asked = st.selectbox("Redraw as", list(range(10)), key=ui.kept("mm_redraw", a),
+                         help="Ask the decoder for any digit: from a capsule whose digit is not there, it draws "
+                              "little or a faint guess.")
+    st.image(ui.digit_png(capsnet.redraw(image, asked)[0], 180), caption=f"redrawn from capsule {asked} "
+             f"(length {lengths[asked]:.2f})", width=180)
