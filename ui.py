@@ -40,10 +40,9 @@ def keep_keras_state_between_runs() -> None:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=32)
 def _load(name: str, dataset: str, folder: str, version: str):
-    """One shared instance per weights version; `version` changes when retrained weights are chosen."""
-    model = registry.load_from(Path(folder), name, dataset)
-    model.warm_up()
-    return model
+    """`registry.load`, cached by Streamlit per weights version (`version` changes when other weights are
+    chosen), so the spinner shows while a model loads."""
+    return registry.load(name, dataset, Path(folder))
 
 
 def model_or_stop(name: str, dataset: str = "mnist"):

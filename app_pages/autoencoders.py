@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from mnist_models.autoencoders import NOISE_KINDS, add_noise
+from mnist_models.base import to_float
 from mnist_models.metrics import psnr, ssim
 
 AUTOENCODERS = ["ae_vanilla", "ae_multilayer", "ae_conv", "ae_sparse", "ae_denoising"]
@@ -27,7 +28,7 @@ with controls:
         clean = st.session_state["drawing"]
         st.caption("Your last drawing from the Draw page.")
     else:
-        clean = x_test[index].astype(np.float32) / 255.0
+        clean = to_float(x_test[index])
         st.caption(f"Test digit #{index}, a {y_test[index]}.")
     kind = st.selectbox("Noise", NOISE_KINDS, key=ui.kept("ae_noise", "salt_pepper"),
                         format_func=lambda k: k.replace("_", " & ") if k == "salt_pepper" else k)

@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from mnist_models import registry
+from mnist_models.base import to_float
 from mnist_models.data import CLASS_NAMES
 
 CONDITIONAL = {"acgan": "ACGAN", "aeacgan": "AE-AC-GAN"}
@@ -143,7 +144,7 @@ with evolution_tab:
             if len(frames) > 1:
                 epoch = st.slider("After epoch", first, last,  # a key per model: each has its own range
                                   key=ui.kept(f"evo_epoch_{name}_{dataset}", last, range(first, last + 1)))
-            st.image(ui.grid_png(frames[epoch - first] / 255.0, cell=40),
+            st.image(ui.grid_png(to_float(frames[epoch - first]), cell=40),
                      caption=f"The same fixed noise after epoch {epoch} of {last}")
             if first > 1:
                 st.caption(f"The samples of epochs 1–{first - 1} were lost when that training was restarted.")

@@ -4,6 +4,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
+from mnist_models import registry
+from mnist_models.base import to_float
 from mnist_models.data import CLASS_NAMES
 
 SCATTER_POINTS = 5000
@@ -25,7 +27,7 @@ def manifold(dataset_name: str, _weights_id: str, n: int):
     return ui.model_or_stop("vae", dataset_name).latent_grid(n)[0]
 
 
-weights_id = str(id(vae))
+weights_id = registry.active_version("vae", dataset)[1]  # derived caches follow the weights, not an object
 z, labels = latent_means(dataset, weights_id)
 
 left, right = st.columns([1, 2], gap="large")
@@ -66,6 +68,6 @@ a_col, b_col, steps_col = st.columns(3)
 a = a_col.number_input("From test image #", 0, len(x_test) - 1, key=ui.kept("interp_a", 0))
 b = b_col.number_input("To test image #", 0, len(x_test) - 1, key=ui.kept("interp_b", 1))
 steps = steps_col.slider("Steps", 3, 15, key=ui.kept("interp_steps", 9))
-path = vae.interpolate(x_test[a] / 255.0, x_test[b] / 255.0, steps)
+path = vae.interpolate(to_float(x_test[a]), to_float(x_test[b]), steps)
 st.image(ui.grid_png(path[None], cell=72), caption=f"{names[y_test[a]]} → {names[y_test[b]]}, "
          "decoded along the straight line between their latent means")

@@ -1,11 +1,11 @@
 """Robustness lab: transform a digit and watch the CNN and the CapsNet agree, or not."""
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 import ui
 from mnist_models import transforms
+from mnist_models.base import to_float
 
 st.title("Robustness lab")
 st.caption("Sabour et al. (2017) trained a CapsNet on MNIST alone and tested it on affNIST (digits under random "
@@ -22,7 +22,7 @@ with controls:
         original, true_class = st.session_state["drawing"], None
     else:
         index = st.number_input("Test-set index", 0, len(x_test) - 1, key=ui.kept("rob_index", 0))
-        original, true_class = x_test[index].astype(np.float32) / 255.0, int(y_test[index])
+        original, true_class = to_float(x_test[index]), int(y_test[index])
     transform = transforms.Transform(
         rotation=st.slider("Rotation (°)", -60, 60, step=5, key=ui.kept("rob_rotation", 0)),
         scale=st.slider("Scale", 0.5, 1.5, step=0.05, key=ui.kept("rob_scale", 1.0)),

@@ -9,6 +9,7 @@ import streamlit as st
 
 import ui
 from mnist_models import jobs, registry
+from mnist_models.base import to_float
 from mnist_models.training import TrainSettings
 
 SIZES = {"5k images": 5000, "20k images": 20000, "all 60k": 0}
@@ -74,7 +75,7 @@ def show_before_after(snap) -> None:
         changed = int(np.sum(before != after)) if before is not None else 0
         captions = [f"{'→'.join(map(str, dict.fromkeys([int(b), int(a)])))}{' ✱' if b != a else ''}"
                     for b, a in zip(before if before is not None else after, after, strict=True)]
-        st.image([ui.digit_png(x / 255.0, 56) for x in x_test[:len(after)]], caption=captions, width=56)
+        st.image([ui.digit_png(x, 56) for x in to_float(x_test[:len(after)])], caption=captions, width=56)
         st.caption(f"Each test image with the digit read before → after the training (✱: changed, {changed} of "
                    f"{len(after)}); right answers: {np.mean(after == y_test[:len(after)]):.0%} after"
                    + (f", {np.mean(before == y_test[:len(after)]):.0%} before." if before is not None else "."))

@@ -89,7 +89,7 @@ def _evaluate(args) -> int:
                                args.model, args.dataset)
     (_, _), (x_test, y_test) = data.load_dataset(args.dataset)
     started = time.perf_counter()
-    metrics = model.evaluate(x_test, y_test)
+    metrics = registry.evaluate(model, x_test, y_test)
     metrics["evaluate_seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(metrics, indent=None if args.json else 2))
     return 0
@@ -97,12 +97,13 @@ def _evaluate(args) -> int:
 
 def _evaluate_robustness(args) -> int:
     from . import registry, transforms
+    from .base import to_float
 
     folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
     models = {name: registry.load_from(folder, name, "mnist") for name in ("cnn", "capsnet")}
     (_, _), (x_test, y_test) = data.load_dataset("mnist")
     images = x_test[: args.limit] if args.limit else x_test
-    result = transforms.robustness(models, images.astype("float32") / 255.0, y_test[: len(images)])
+    result = transforms.robustness(models, to_float(images), y_test[: len(images)])
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
@@ -156,6 +157,7 @@ def _list(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from .registry import SPECS
+    from .training import STRATEGIES
 
     p = argparse.ArgumentParser(prog="python -m mnist_models", description=__doc__)
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ start-up and log lines")
@@ -186,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set max_shift=0 (repeatable; with --resume only "
                         "training-only fields such as augmentation may change)")
-    t.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+    t.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute: mirrored over local devices, multiworker over the TF_CONFIG cluster; "
                         "--batch-size is then per replica")
     t.add_argument("--backup-dir", help="back up every epoch here; a restarted run resumes from it "

@@ -24,7 +24,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from . import metrics
 from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, to_float
+from .data import load_dataset
 
 KINDS = ("mlp", "dcgan", "acgan", "aeacgan")
 SAMPLE_ROWS, SAMPLE_COLS = 10, 10  # the fixed-noise grid saved after every epoch
@@ -444,13 +446,14 @@ class GAN(ZooModel):
 
     # --- scoring ----------------------------------------------------------------------------------------
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, n: int = 10000) -> dict[str, float]:
-        """Classifier-based FID / inception score of n samples against the test set, with the real-data floor
-        (training images vs test images) beside them, scored by the shipped CNN of the same dataset."""
-        from . import metrics, registry
-        from .data import load_dataset
+    needs_scorer = True
 
-        scorer = registry.load_from(registry.WEIGHTS_DIR, "cnn", self.dataset)
+    def evaluate(self, x: np.ndarray, y: np.ndarray, n: int = 10000, scorer=None) -> dict[str, float]:
+        """Classifier-based FID / inception score of n samples against the test set, with the real-data floor
+        (training images vs test images) beside them. `scorer` is a classifier of the same dataset with
+        `classify_with_features` (`registry.evaluate` passes the shipped CNN): this module never loads it."""
+        if scorer is None:
+            raise ValueError("a GAN is scored by a classifier: pass scorer= (registry.evaluate does)")
         (x_train, _), _ = load_dataset(self.dataset)
         real_test, real_train = to_float(x[:n]), to_float(x_train[:n])
         fakes, fake_codes = self.generate(n, seed=99), self._random_codes(n, seed=99)

@@ -269,19 +269,17 @@ _cache_lock = threading.Lock()
 
 
 def load(name: str, dataset: str = "mnist", folder: Path | None = None) -> ZooModel:
-    """The model `name` for `dataset` with the chosen (shipped or user) weights, or those in `folder`; loaded
-    once per version per process and shared (thread-safe)."""
+    """The one way to a ready model: `name` for `dataset` with the chosen (shipped or user) weights, or those in
+    `folder`; loaded and warmed up (inference traced) once per weights version per process, and shared
+    (thread-safe). The app, the CLI's benchmarks, the jobs and the tests all come through here."""
     folder = folder or active_folder(name, dataset)
     key = (name, dataset, str(folder), _fingerprint(folder, name, dataset))
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = load_from(folder, name, dataset)
+            model = load_from(folder, name, dataset)
+            model.warm_up()
+            _cache[key] = model
         return _cache[key]
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
 
 
 # --- weights to take home ----------------------------------------------------------------------------------
@@ -358,3 +356,11 @@ def import_zip(source, folder: Path | None = None) -> str:
                 if record["file"] not in keep:
                     (folder / record["file"]).unlink(missing_ok=True)
     return key
+
+
+def evaluate(model: ZooModel, x: np.ndarray, y: np.ndarray) -> dict:
+    """`model.evaluate` on a test set, handing a model that is scored by a classifier (a GAN) the shipped CNN of
+    its dataset: the model modules never import the registry."""
+    if model.needs_scorer:
+        return model.evaluate(x, y, scorer=load_from(WEIGHTS_DIR, "cnn", model.dataset))
+    return model.evaluate(x, y)

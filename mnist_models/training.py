@@ -340,7 +340,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     stopped = bool(stop_event is not None and stop_event.is_set())
     epochs_completed = len(timer.seconds)
 
-    metrics = model.evaluate(x_test, y_test)
+    metrics = registry.evaluate(model, x_test, y_test)
     if not is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
         return TrainResult(settings, model, metrics, {}, epochs_completed, stopped, seconds, history.history,
                            replica_devices(strategy))

@@ -11,7 +11,6 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from .autoencoders import add_noise
 from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, to_float
 
 
@@ -26,9 +25,17 @@ class VAEConfig(Config):
 class Sampling(layers.Layer):
     """z = μ + σ·ε with ε ~ N(0, I): the reparameterisation trick."""
 
+    SEED = 1337
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.seed_generator = keras.random.SeedGenerator(1337)
+        self.seed_generator = keras.random.SeedGenerator(self.SEED)
+
+    def restart_noise(self) -> None:
+        """Back to the first ε of its own seed: scoring draws the same noise every time, and the process-wide
+        random state (which every session of a shared server uses) is left alone."""
+        state = self.seed_generator.state
+        state.assign(ops.cast(ops.convert_to_tensor([self.SEED, 0]), state.dtype))
 
     def call(self, inputs):
         z_mean, z_log_var = inputs
@@ -142,8 +149,6 @@ class VAE(ZooModel):
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         return self.decode(self.encode(images))
 
-    add_noise = staticmethod(add_noise)
-
     def preview_images(self, x_uint8):
         if self.config.latent_dim == 2:
             return lambda: self.latent_grid(6)[0]
@@ -172,14 +177,16 @@ class VAE(ZooModel):
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """keras.io's convention: per-image BCE summed over 784 pixels + KL, one posterior sample per image."""
         images = to_float(x)
-        keras.utils.set_random_seed(0)
+        sampler = next(layer for layer in self.network._flatten_layers() if isinstance(layer, Sampling))
 
         def losses(batch):
             with self.lock:
                 reconstruction, z_mean, z_log_var = self.network(batch, training=False)
                 return tuple(t.numpy() for t in vae_losses(batch, reconstruction, z_mean, z_log_var))
 
-        recon, kl = predict_batches(losses, images)
+        with self.lock:
+            sampler.restart_noise()
+            recon, kl = predict_batches(losses, images)
         return {"test_loss": float(np.mean(recon + kl)), "test_recon": float(np.mean(recon)),
                 "test_kl": float(np.mean(kl)), "test_examples": int(len(x))}
 

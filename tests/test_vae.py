@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 
 from mnist_models import registry
@@ -18,8 +19,15 @@ def test_shapes_grid_and_kl(mnist_test_float):
     zs, ys = model.encode_dataset((images * 255).astype(np.uint8), labels)
     assert zs.shape == (6, 2) and list(ys) == list(labels)
     assert model.interpolate(images[0], images[1], steps=4).shape == (4, 28, 28)
+    np.random.seed(3)
+    keras.utils.set_random_seed(3)
+    expected = (np.random.rand(), float(keras.random.uniform(())))
+    np.random.seed(3)
+    keras.utils.set_random_seed(3)
     metrics = model.evaluate((images * 255).astype(np.uint8), labels)
     assert metrics["test_kl"] >= 0 and metrics["test_loss"] > metrics["test_recon"]
+    assert (np.random.rand(), float(keras.random.uniform(()))) == expected  # process-wide randomness untouched
+    assert model.evaluate((images * 255).astype(np.uint8), labels) == metrics  # the same noise every time
 
 
 def test_tiny_vae_learns_and_round_trips(tmp_path, mnist_test_float):
