@@ -108,8 +108,8 @@ with evolution_tab:
     dataset = dataset_picker(name, "evo_dataset")
     gan = ui.model_or_stop(name, dataset)
     folder, _ = registry.active_version(name, dataset)
-    entry = registry.read_manifest(folder).get(registry.stem(name, dataset), {})
-    scores = entry.get("metrics", {})
+    entry = registry.zoo_entry(name, dataset, folder)
+    scores = entry.metrics
     if "fid" in scores:
         cols = st.columns(5)
         cols[0].metric("FID (lower is better)", f"{scores['fid']:.1f}", help="Fréchet distance between the CNN's "
@@ -137,7 +137,7 @@ with evolution_tab:
         st.info("These weights were saved without per-epoch samples.")
     else:
         left, right = st.columns(2, gap="large")
-        last = max(entry.get("epochs_total", 0), len(frames))
+        last = max(entry.epochs, len(frames))
         first = last - len(frames) + 1  # > 1 when the samples of the first epochs were not kept
         with left:
             epoch = last

@@ -22,17 +22,14 @@ for name in data.DATASETS:
                    icon="⚠️")
 
 st.subheader("Models")
-manifest = registry.read_manifest()
-rows = []
-for name, spec in registry.SPECS.items():
-    for dataset in spec.datasets:
-        entry = manifest.get(registry.stem(name, dataset))
-        metric = spec.model_class.key_metric
-        rows.append({
-            "model": spec.title,
-            "name": name,
-            "dataset": dataset,
-            metric.replace("_", " "): entry["metrics"].get(metric) if entry else None,
-            "status": "shipped" if entry else f"not trained: python -m mnist_models train {name} --dataset {dataset}",
-        })
-st.dataframe(rows, hide_index=True)
+try:
+    entries = registry.zoo()
+except registry.WeightsError as err:
+    st.error(str(err))
+    st.stop()
+st.dataframe([{"model": e.title, "name": e.name, "dataset": e.dataset, "key metric": e.key_metric.replace("_", " "),
+               "value": e.key_value,
+               "status": e.status if e.status != "not trained" else f"not trained: {e.rebuild}"} for e in entries],
+             hide_index=True)
+st.page_link("app_pages/zoo.py", label="Every metric, size and training time: the Model zoo",
+             icon=":material/table_view:")

@@ -6,31 +6,18 @@ from mnist_models import registry
 
 st.title("Model zoo")
 try:
-    manifest = registry.read_manifest()
+    entries = registry.zoo()
 except registry.WeightsError as err:
     st.error(str(err))
     st.stop()
 
-rows = []
-for name, spec in registry.SPECS.items():
-    for dataset in spec.datasets:
-        entry = manifest.get(registry.stem(name, dataset))
-        if entry is None:
-            rows.append({"model": spec.title, "name": name, "dataset": dataset, "key metric": None,
-                         "status": f"not trained: python -m mnist_models train {name} --dataset {dataset}"})
-            continue
-        files = [registry.WEIGHTS_DIR / f["file"] for f in registry.entry_files(entry)]
-        size = sum(f.stat().st_size for f in files if f.exists())
-        metric = spec.model_class.key_metric
-        rows.append({
-            "model": spec.title, "name": name, "dataset": dataset,
-            "key metric": f"{metric} = {entry['metrics'][metric]:.4g}",
-            "epochs": entry.get("epochs_total", entry["epochs_completed"]),
-            "train minutes": round(entry.get("seconds_all_runs", entry["seconds_total"]) / 60, 1),
-            "s / epoch": round(sum(entry["seconds_per_epoch"]) / max(len(entry["seconds_per_epoch"]), 1)),
-            "size MB": round(size / 1e6, 2), "train images": entry["train_examples"], "status": "shipped",
-            "all metrics": ", ".join(f"{k}={v:.4g}" for k, v in entry["metrics"].items() if k != "test_examples"),
-        })
-st.dataframe(rows, hide_index=True)
+st.dataframe([{
+    "model": e.title, "name": e.name, "dataset": e.dataset,
+    "key metric": f"{e.key_metric} = {e.key_value:.4g}" if e.key_value is not None else None,
+    "epochs": e.epochs or None, "train minutes": e.train_minutes or None, "s / epoch": e.seconds_per_epoch or None,
+    "size MB": e.size_mb or None, "train images": e.train_examples or None,
+    "status": e.status if e.status != "not trained" else f"not trained: {e.rebuild}",
+    "all metrics": ", ".join(f"{k}={v:.4g}" for k, v in e.metrics.items() if k != "test_examples"),
+} for e in entries], hide_index=True)
 st.caption("Every model was trained on a 2-core CPU with `python -m mnist_models train NAME`; "
            "`python -m mnist_models evaluate NAME --json` reproduces its metrics on the full test set.")

@@ -146,12 +146,9 @@ def _import_weights(args) -> int:
 def _list(args) -> int:
     from . import registry
 
-    manifest = registry.read_manifest()
-    for name, spec in registry.SPECS.items():
-        for dataset in spec.datasets:
-            entry = manifest.get(registry.stem(name, dataset))
-            shipped = json.dumps(entry["metrics"]) if entry else "not trained yet"
-            print(f"{name:12s} {dataset:8s} {spec.title:32s} {shipped}")
+    for e in registry.zoo():
+        shipped = json.dumps(e.metrics) if e.metrics else f"not trained yet: {e.rebuild}"
+        print(f"{e.name:14s} {e.dataset:8s} {e.title:48s} {shipped}")
     return 0
 
 

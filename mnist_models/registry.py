@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import io
 import json
@@ -54,8 +55,8 @@ def rebuild_command(name: str, dataset: str) -> str:
 
 # --- manifest ----------------------------------------------------------------------------------------------
 
-def read_manifest(folder: Path = WEIGHTS_DIR) -> dict:
-    path = folder / MANIFEST_NAME
+def read_manifest(folder: Path | None = None) -> dict:
+    path = (folder or WEIGHTS_DIR) / MANIFEST_NAME
     if not path.is_file():
         return {}
     try:
@@ -93,6 +94,54 @@ def update_manifest(key: str, entry: dict, folder: Path = WEIGHTS_DIR) -> None:
         manifest = read_manifest(folder)
         manifest[key] = entry
         _write_json_atomic(folder / MANIFEST_NAME, dict(sorted(manifest.items())))
+
+
+# --- the zoo, as listed everywhere ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    """One model of the zoo on one dataset, as its manifest describes it (the Home and Model zoo pages, the CLI's
+    `list` and the Generate page all read these, never raw manifest fields)."""
+
+    name: str
+    dataset: str
+    title: str
+    status: str  # "shipped" (or "retrained" in the user folder), or "not trained"
+    key_metric: str
+    metrics: dict
+    epochs: int  # all epochs its weights have seen, over every run and restart
+    train_minutes: float  # over every run
+    seconds_per_epoch: float
+    train_examples: int
+    size_mb: float
+    rebuild: str
+
+    @property
+    def key_value(self) -> float | None:
+        return self.metrics.get(self.key_metric)
+
+
+def zoo_entry(name: str, dataset: str, folder: Path | None = None, manifest: dict | None = None) -> ZooEntry:
+    folder, model_spec = folder or WEIGHTS_DIR, spec(name)
+    entry = (read_manifest(folder) if manifest is None else manifest).get(stem(name, dataset))
+    key_metric, rebuild = model_spec.model_class.key_metric, rebuild_command(name, dataset)
+    if entry is None:
+        return ZooEntry(name, dataset, model_spec.title, "not trained", key_metric, {}, 0, 0.0, 0.0, 0, 0.0, rebuild)
+    per_epoch = entry.get("seconds_per_epoch") or [0.0]
+    files = [folder / f["file"] for f in entry_files(entry)]
+    return ZooEntry(
+        name, dataset, model_spec.title, "shipped" if folder == WEIGHTS_DIR else "retrained", key_metric,
+        dict(entry.get("metrics", {})), int(entry.get("epochs_total", entry.get("epochs_completed", 0))),
+        round(entry.get("seconds_all_runs", entry.get("seconds_total", 0.0)) / 60, 1),
+        round(sum(per_epoch) / len(per_epoch), 1), int(entry.get("train_examples", 0)),
+        round(sum(f.stat().st_size for f in files if f.exists()) / 1e6, 2), rebuild)
+
+
+def zoo(folder: Path | None = None) -> list[ZooEntry]:
+    """Every model of the zoo on each of its datasets, in the order of SPECS."""
+    folder = folder or WEIGHTS_DIR
+    manifest = read_manifest(folder)
+    return [zoo_entry(name, dataset, folder, manifest) for name, s in SPECS.items() for dataset in s.datasets]
 
 
 # --- loading -----------------------------------------------------------------------------------------------

@@ -146,11 +146,28 @@ def test_generate_page_classes_numbers_grids_and_evolution(mnist):
     assert len(at.get("download_button")) >= 4
 
 
-def test_zoo_lists_every_model():
-    at = page("zoo.py").run()
-    assert not at.exception
-    table = at.dataframe[0].value
-    assert {"cnn", "capsnet", "vae", "ae_denoising", "acgan", "aeacgan"} <= set(table["name"])
+def test_zoo_home_and_cli_list_the_same_entries_from_one_accessor():
+    import subprocess
+    import sys
+
+    entries = [(e.name, e.dataset) for e in registry.zoo()]
+    assert {"cnn", "capsnet", "vae", "ae_denoising", "acgan", "aeacgan", "capsnet_multi"} <= {n for n, _ in entries}
+    zoo = page("zoo.py").run()
+    home = AppTest.from_file(APP, default_timeout=60).run()
+    assert not zoo.exception and not home.exception
+    for at in (zoo, home):
+        table = at.dataframe[0].value
+        assert list(zip(table["name"], table["dataset"], strict=True)) == entries
+    listed = subprocess.run([sys.executable, "-m", "mnist_models", "list"], capture_output=True, text=True,
+                            cwd=registry.WEIGHTS_DIR.parent, timeout=300).stdout.splitlines()
+    assert [tuple(line.split()[:2]) for line in listed] == entries
+
+
+def test_home_and_zoo_explain_an_unreadable_manifest(tmp_path, monkeypatch):
+    (tmp_path / "manifest.json").write_text("{ not json")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    for at in (AppTest.from_file(APP, default_timeout=60).run(), page("zoo.py").run()):
+        assert not at.exception and "unreadable" in at.error[0].value
 
 
 def test_robustness_page_sliders_and_sweep(mnist):
