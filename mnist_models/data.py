@@ -105,17 +105,23 @@ def _validate(splits: tuple[Split, Split], name: str) -> None:
         raise DataUnavailableError(f"{name}: unexpected arrays {shapes} {x_train.dtype}; delete the cache and retry")
 
 
+def write_atomic(path: Path, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """`write(temp_path)` into a temp file beside `path`, then rename it over `path`: readers, and a crash at any
+    moment, see the old file or the new one, never a part. `suffix` ends the temp name (Keras wants .weights.h5)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _write_npz_atomic(path: Path, splits: tuple[Split, Split]) -> None:
     (x_train, y_train), (x_test, y_test) = splits
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: np.savez_compressed(tmp, x_train=x_train, y_train=y_train, x_test=x_test,
+                                                       y_test=y_test), suffix=".npz")  # numpy adds .npz otherwise
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -20,7 +20,7 @@ from keras.src.saving import saving_lib
 
 from . import autoencoders, capsnet, classifiers, gans, multimnist, vae
 from .base import ModelSpec, ZooModel
-from .data import sha256_file
+from .data import sha256_file, write_atomic
 
 WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_WEIGHTS") or Path(__file__).resolve().parent.parent / "weights")
 USER_WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_USER_WEIGHTS")
@@ -77,15 +77,7 @@ def _manifest_lock(folder: Path):
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    """Temp file in the same folder, then os.replace: readers see the old file or the new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def update_manifest(key: str, entry: dict, folder: Path = WEIGHTS_DIR) -> None:

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from . import registry
 from .base import Config, ZooModel
-from .data import load_dataset
+from .data import load_dataset, write_atomic
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -230,17 +230,12 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         if not self.chief:
             return
-        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
-        tmp = f"{self._weights_path}.tmp.weights.h5"
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, self._weights_path)
-        tmp = f"{self._training_metadata_path}.tmp"
-        Path(tmp).write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
-        os.replace(tmp, self._training_metadata_path)
+        write_atomic(Path(self._weights_path), lambda tmp: self.model.save_weights(tmp, overwrite=True),
+                     suffix=".weights.h5")
+        progress = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        write_atomic(Path(self._training_metadata_path), lambda tmp: Path(tmp).write_text(progress))
         if arrays := self.owner.artifacts():
-            with open(tmp := f"{self._artifacts_path}.tmp", "wb") as file:
-                np.savez(file, **arrays)
-            os.replace(tmp, self._artifacts_path)
+            write_atomic(Path(self._artifacts_path), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
 
     def on_train_end(self, logs=None):
         if self.chief:
