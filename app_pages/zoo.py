@@ -20,4 +20,5 @@ st.dataframe([{
     "all metrics": ", ".join(f"{k}={v:.4g}" for k, v in e.metrics.items() if k != "test_examples"),
 } for e in entries], hide_index=True)
 st.caption("Every model was trained on a 2-core CPU with `python -m mnist_models train NAME`; "
-           "`python -m mnist_models evaluate NAME --json` reproduces its metrics on the full test set.")
+           "`python -m mnist_models evaluate NAME --json` reproduces its metrics on the full test set. What was tried "
+           "for each family, and what it did: `docs/training-notes.md` in the repository.")
