@@ -3,9 +3,8 @@
 import re
 import time
 
+from tests.e2e.browser import draw
 from tests.e2e.conftest import wait_idle
-
-CANVAS = "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
 
 
 def open_page(page, title: str):
@@ -14,20 +13,6 @@ def open_page(page, title: str):
     page.locator("[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']", has_text=title).click()
     page.wait_for_selector(f"h1:has-text('{title}')")
     wait_idle(page)
-
-
-def draw(page, strokes):
-    """Each stroke is a list of (x, y) in 0–1 canvas coordinates, drawn with the mouse."""
-    canvas = page.locator(CANVAS)
-    canvas.hover()  # reveals and moves the toolbar's hover box off the drawing area
-    box = canvas.bounding_box()
-    for stroke in strokes:
-        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*point, steps=8)
-        page.mouse.up()
 
 
 def verdict(page, previous: str | None = None, timeout: float = 30) -> str:

@@ -8,9 +8,8 @@ import numpy as np
 from PIL import Image
 
 from mnist_models import photos
+from tests.e2e.browser import NAV_LINK
 from tests.e2e.conftest import CHROMIUM, wait_idle
-
-NAV_LINK = "[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']"
 
 
 def fake_camera_file(path, digit_image: np.ndarray) -> None:

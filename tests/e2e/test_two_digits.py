@@ -4,8 +4,8 @@ CapsNet must name both."""
 import math
 import re
 
+from tests.e2e.browser import CANVAS, NAV_LINK, act, draw
 from tests.e2e.conftest import wait_idle
-from tests.e2e.test_walk import CANVAS, NAV_LINK, act, draw
 
 ONE = [[(0.5, 0.12), (0.5, 0.88)]]
 ZERO = [[(0.5 + 0.3 * math.sin(t / 24 * 2 * math.pi), 0.5 - 0.38 * math.cos(t / 24 * 2 * math.pi))

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import CANVAS, NAV_LINK, act, draw
 from tests.e2e.conftest import wait_idle
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-NAV_LINK = "[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']"
 MAIN = "[data-testid='stMain']"
-CANVAS = "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
 THREE = [[(0.3, 0.22), (0.5, 0.14), (0.68, 0.25), (0.62, 0.42), (0.45, 0.5), (0.66, 0.58), (0.7, 0.74),
           (0.52, 0.87), (0.3, 0.8)]]
 VIEWPORTS = {"laptop": (1280, 800), "desktop": (1920, 1080), "phone": (390, 844)}
@@ -63,22 +62,6 @@ def nav_titles(page) -> list[str]:
     return [t.strip().splitlines()[-1] for t in page.locator(NAV_LINK).all_inner_texts()]  # after the icon name
 
 
-def act(page, action) -> None:
-    """Do `action` and wait until the rerun it causes has run to its end: an observer installed first records the
-    script leaving the idle state, so even a rerun quicker than a poll is seen, and nothing waits a fixed time."""
-    page.evaluate("""() => {
-      const app = document.querySelector("[data-testid='stApp']");
-      window.__reran = false;
-      if (window.__observer) window.__observer.disconnect();
-      window.__observer = new MutationObserver(() => {
-        if (app.dataset.testScriptState !== "notRunning") window.__reran = true; });
-      window.__observer.observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
-    }""")
-    action()
-    page.wait_for_function("""() => window.__reran &&
-      document.querySelector("[data-testid='stApp']").dataset.testScriptState === "notRunning" """)
-
-
 def go(page, title: str) -> None:
     current = page.locator(f"{NAV_LINK}[aria-current='page']")
     if current.count() and current.first.inner_text().strip().splitlines()[-1] == title:
@@ -90,19 +73,6 @@ def go(page, title: str) -> None:
 def no_errors(page, where: str) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, f"exception on {where}"
     assert page.locator("[data-testid='stAlertContentError']").count() == 0, f"error on {where}"
-
-
-def draw(page, strokes) -> None:
-    canvas = page.locator(CANVAS)
-    canvas.hover()  # moves the toolbar's hover box off the drawing area
-    box = canvas.bounding_box()
-    for stroke in strokes:
-        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*point, steps=6)
-        page.mouse.up()
 
 
 def canvas_has_ink(page) -> bool:
