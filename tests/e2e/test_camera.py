@@ -25,32 +25,30 @@ def fake_camera_file(path, digit_image: np.ndarray) -> None:
             out.write(buffer.getvalue())
 
 
-def test_a_photo_from_the_camera_is_cleaned_and_read(server, tmp_path, mnist):
-    from playwright.sync_api import sync_playwright
-
+def test_a_photo_from_the_camera_is_cleaned_and_read(browser, server, tmp_path, mnist):
     (_, _), (x_test, y_test) = mnist
     video = tmp_path / "digit.mjpeg"
     fake_camera_file(video, x_test[0])
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(server)
-            wait_idle(page)
-            page.locator(NAV_LINK, has_text="Draw & classify").click()
-            page.wait_for_selector("h1:has-text('Draw & classify')")
-            page.get_by_text("Camera", exact=True).click()
-            page.get_by_role("button", name="Take Photo").click()
-            verdict = page.get_by_text(re.compile("CNN says"))
-            verdict.wait_for()
-            assert re.search(rf"CNN says {y_test[0]}\b", verdict.inner_text()), verdict.inner_text()
-            page.get_by_text("the ink found").wait_for()
-            page.screenshot(path="test-artifacts/camera-digit.png", full_page=True)
-        finally:
-            context.close()
-            browser.close()
+    # a second Chromium with a fake camera, launched by the session's Playwright (one per process)
+    camera_browser = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+    context = camera_browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(server)
+        wait_idle(page)
+        page.locator(NAV_LINK, has_text="Draw & classify").click()
+        page.wait_for_selector("h1:has-text('Draw & classify')")
+        page.get_by_text("Camera", exact=True).click()
+        page.get_by_role("button", name="Take Photo").click()
+        verdict = page.get_by_text(re.compile("CNN says"))
+        verdict.wait_for()
+        assert re.search(rf"CNN says {y_test[0]}\b", verdict.inner_text()), verdict.inner_text()
+        page.get_by_text("the ink found").wait_for()
+        page.screenshot(path="test-artifacts/camera-digit.png", full_page=True)
+    finally:
+        context.close()
+        camera_browser.close()
