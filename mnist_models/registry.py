@@ -405,3 +405,42 @@ def evaluate(model: ZooModel, x: np.ndarray, y: np.ndarray) -> dict:
     if model.needs_scorer:
         return model.evaluate(x, y, scorer=load_from(WEIGHTS_DIR, "cnn", model.dataset))
     return model.evaluate(x, y)
+
+
+def store_as_float16(name: str, dataset: str = "mnist", folder: Path | None = None) -> dict:
+    """Rewrite one entry's weights files with float16 tensors (half the bytes; Keras loads them into the float32
+    model built from code) and re-score it, so `evaluate` reproduces the manifest. For shipped models that would
+    otherwise break the weights budget; the float32 metrics stay in the entry as `metrics_float32`."""
+    import h5py
+
+    folder = folder or WEIGHTS_DIR
+    key = stem(name, dataset)
+    entry = read_manifest(folder)[key]
+    weights = {}
+    for part, record in entry["weights"].items():
+        def halve(tmp, src=folder / record["file"]):
+            with h5py.File(src, "r") as source, h5py.File(tmp, "w") as target:
+                def copy(path, item):
+                    if isinstance(item, h5py.Group):
+                        group = target.require_group(path)
+                        group.attrs.update(item.attrs)
+                    else:
+                        data = item[()]
+                        half = data.astype(np.float16) if data.dtype == np.float32 else data
+                        target.create_dataset(path, data=half).attrs.update(item.attrs)
+                target.attrs.update(source.attrs)
+                source.visititems(copy)
+        final = _write_content_addressed(folder, f"{key}-{part}", ".weights.h5", halve)
+        weights[part] = {"file": final.name, "sha256": sha256_file(final)}
+    staged = {**entry, "weights": weights}
+    update_manifest(key, staged, folder)
+    model = load_from(folder, name, dataset)
+    from .data import load_dataset
+
+    (_, _), (x_test, y_test) = load_dataset(dataset)
+    update_manifest(key, {**staged, "weights_dtype": "float16", "metrics_float32": entry["metrics"],
+                          "metrics": evaluate(model, x_test, y_test)}, folder)
+    for record in entry["weights"].values():
+        if record["file"] not in {w["file"] for w in weights.values()}:
+            (folder / record["file"]).unlink(missing_ok=True)
+    return read_manifest(folder)[key]

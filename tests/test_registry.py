@@ -204,3 +204,19 @@ def test_a_bad_weights_zip_is_refused_and_nothing_changes(tmp_path, damage, mess
     with pytest.raises(registry.WeightsError, match=message):
         registry.import_zip(source, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_storing_weights_as_float16_halves_them_and_keeps_the_answers(tmp_path, mnist):
+    (_, _), (x_test, y_test) = mnist
+    model = registry.build("cnn", config={"filters": [8, 16], "dense_units": 256})  # tensors outweigh h5 overhead
+    registry.save(model, tmp_path, {"model": "cnn", "dataset": "mnist", "config": model.config.to_dict(),
+                                    "metrics": {"test_accuracy": 0.1}})
+    before = tmp_path / registry.read_manifest(tmp_path)["cnn-mnist"]["weights"]["model"]["file"]
+    size = before.stat().st_size
+    entry = registry.store_as_float16("cnn", "mnist", tmp_path)
+    after = tmp_path / entry["weights"]["model"]["file"]
+    assert not before.exists() and after.stat().st_size < 0.6 * size
+    assert entry["weights_dtype"] == "float16" and entry["metrics_float32"] == {"test_accuracy": 0.1}
+    images = x_test[:50].astype(np.float32) / 255
+    np.testing.assert_allclose(registry.load_from(tmp_path, "cnn").classify(images), model.classify(images),
+                               atol=2e-2)
