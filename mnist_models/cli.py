@@ -95,13 +95,21 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _evaluate_robustness(args) -> int:
-    from . import registry, transforms
-    from .base import to_float
+def _classifiers_and_test_set(args):
+    """The CNN and the CapsNet from `--weights` (default: the shipped ones), and the MNIST test set."""
+    from . import registry
 
     folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
     models = {name: registry.load_from(folder, name, "mnist") for name in ("cnn", "capsnet")}
     (_, _), (x_test, y_test) = data.load_dataset("mnist")
+    return models, x_test, y_test
+
+
+def _evaluate_robustness(args) -> int:
+    from . import transforms
+    from .base import to_float
+
+    models, x_test, y_test = _classifiers_and_test_set(args)
     images = x_test[: args.limit] if args.limit else x_test
     result = transforms.robustness(models, to_float(images), y_test[: len(images)])
     print(json.dumps(result, indent=None if args.json else 2))
@@ -109,12 +117,10 @@ def _evaluate_robustness(args) -> int:
 
 
 def _evaluate_photos(args) -> int:
-    from . import photos, registry
+    from . import photos
     from .preprocess import to_mnist
 
-    folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
-    models = {name: registry.load_from(folder, name, "mnist") for name in ("cnn", "capsnet")}
-    (_, _), (x_test, y_test) = data.load_dataset("mnist")
+    models, x_test, y_test = _classifiers_and_test_set(args)
     started = time.perf_counter()
     result = photos.accuracy_by_condition(models, photos.photo_set(x_test, y_test, args.limit or 100), to_mnist)
     result["fonts"] = len(photos.fonts())
