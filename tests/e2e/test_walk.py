@@ -66,15 +66,8 @@ def go(page, title: str) -> None:
     current = page.locator(f"{NAV_LINK}[aria-current='page']")
     if current.count() and current.first.inner_text().strip().splitlines()[-1] == title:
         return  # already there: a click on the current page's link starts no rerun
-    heading = page.locator(f"{MAIN} h1").first.inner_text()
-    page.locator(NAV_LINK, has_text=title).first.click()
+    act(page, lambda: page.locator(NAV_LINK, has_text=title).first.click())
     page.wait_for_selector(f"{NAV_LINK}[aria-current='page']:has-text('{title}')")
-    # the other page's own heading on screen, and its script finished: what a person waits for
-    page.wait_for_function("""old => {
-      const h1 = document.querySelector("[data-testid='stMain'] h1");
-      return h1 && h1.innerText !== old &&
-        document.querySelector("[data-testid='stApp']").dataset.testScriptState === "notRunning"; }""",
-                           arg=heading)
 
 
 def no_errors(page, where: str) -> None:
