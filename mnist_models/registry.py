@@ -403,7 +403,7 @@ def evaluate(model: ZooModel, x: np.ndarray, y: np.ndarray) -> dict:
     """`model.evaluate` on a test set, handing a model that is scored by a classifier (a GAN) the shipped CNN of
     its dataset: the model modules never import the registry."""
     if model.needs_scorer:
-        return model.evaluate(x, y, scorer=load_from(WEIGHTS_DIR, "cnn", model.dataset))
+        return model.evaluate(x, y, scorer=load("cnn", model.dataset, WEIGHTS_DIR))  # the shipped CNN, loaded once
     return model.evaluate(x, y)
 
 
