@@ -51,7 +51,7 @@ class AEConfig(Config):
     code_size: int = 32
     hidden: tuple[int, ...] = (128, 64)  # multilayer only
     l1: float = 1e-5  # sparse only: activity penalty on the code
-    filters: tuple[int, int] = (16, 32)  # conv and denoising
+    filters: tuple[int, ...] = (16, 32)  # conv: two; denoising: one per resolution (28, 14, 7)
     max_noise: float = 0.5  # denoising: train on every noise kind at amounts up to this
 
 
@@ -95,21 +95,27 @@ def _conv_pair(config: AEConfig):
 
 
 def _denoiser_pair(config: AEConfig):
-    """A small fully convolutional encoder-decoder with one skip: keeps stroke detail, removes noise."""
-    f1, f2 = config.filters
+    """A fully convolutional U-Net: each filter count after the first halves the resolution (28 → 14 → 7), and
+    the decoder gets the encoder's features of every resolution back through skips, so stroke detail survives
+    while the noise is removed."""
     images = keras.Input((28, 28))
-    x0 = layers.Reshape((28, 28, 1))(images)
-    x1 = layers.Conv2D(f1, 3, padding="same", activation="relu")(x0)
-    x2 = layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu")(x1)
-    code = layers.Conv2D(f2, 3, padding="same", activation="relu", name="code")(x2)
-    encoder = keras.Model(images, [code, x1], name="encoder")
+    x = layers.Conv2D(config.filters[0], 3, padding="same", activation="relu")(layers.Reshape((28, 28, 1))(images))
+    skips = []
+    for width in config.filters[1:]:
+        skips.append(x)
+        x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x)
+    code = layers.Conv2D(config.filters[-1], 3, padding="same", activation="relu", name="code")(x)
+    encoder = keras.Model(images, [code, *reversed(skips)], name="encoder")
 
-    code_in, skip_in = keras.Input((14, 14, f2)), keras.Input((28, 28, f1))
-    x = layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu")(code_in)
-    x = layers.Concatenate()([x, skip_in])
-    x = layers.Conv2D(f1, 3, padding="same", activation="relu")(x)
+    code_in = keras.Input(code.shape[1:])
+    skips_in = [keras.Input(skip.shape[1:]) for skip in reversed(skips)]
+    x = code_in
+    for skip in skips_in:
+        x = layers.Conv2DTranspose(skip.shape[-1], 3, strides=2, padding="same", activation="relu")(x)
+        x = layers.Concatenate()([x, skip])
+        x = layers.Conv2D(skip.shape[-1], 3, padding="same", activation="relu")(x)
     x = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
-    decoder = keras.Model([code_in, skip_in], layers.Reshape((28, 28))(x), name="decoder")
+    decoder = keras.Model([code_in, *skips_in], layers.Reshape((28, 28))(x), name="decoder")
     return encoder, decoder
 
 

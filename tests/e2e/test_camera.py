@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_models import photos
-from tests.e2e.browser import NAV_LINK
+from tests.e2e.browser import NAV_LINK, act, new_page
 from tests.e2e.conftest import CHROMIUM, wait_idle
 
 
@@ -34,16 +34,16 @@ def test_a_photo_from_the_camera_is_cleaned_and_read(browser, server, tmp_path, 
         "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic", "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
-    context = camera_browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"])
-    page = context.new_page()
-    page.set_default_timeout(60_000)
+    context, page = new_page(camera_browser, 1280, 900, permissions=["camera"])
     try:
         page.goto(server)
         wait_idle(page)
-        page.locator(NAV_LINK, has_text="Draw & classify").click()
-        page.wait_for_selector("h1:has-text('Draw & classify')")
-        page.get_by_text("Camera", exact=True).click()
-        page.get_by_role("button", name="Take Photo").click()
+        act(page, page.locator(NAV_LINK, has_text="Draw & classify").click)
+        act(page, page.get_by_text("Camera", exact=True).click)
+        # a click before the camera delivers frames takes no photo: wait for a playing video first
+        page.wait_for_function("""() => { const v = document.querySelector("[data-testid='stCameraInput'] video");
+                                           return v && v.readyState >= 2 && v.videoWidth > 0; }""")
+        act(page, page.get_by_role("button", name="Take Photo").click)
         verdict = page.get_by_text(re.compile("CNN says"))
         verdict.wait_for()
         assert re.search(rf"CNN says {y_test[0]}\b", verdict.inner_text()), verdict.inner_text()
