@@ -36,6 +36,38 @@ def show_grid(images: np.ndarray, caption: str, file_name: str, cell: int = 56) 
                        icon=":material/download:")
 
 
+SCORERS = {"": "the project's CNN",
+           "_judge": "the judge, a ResNet classifier no model was trained, stopped or chosen with"}
+
+
+def score_row(scores: dict, suffix: str, scorer: str) -> None:
+    """One row of sample-quality figures, all measured by one classifier (`suffix` picks its metrics)."""
+    def get(name):
+        return scores.get(name + suffix)
+
+    st.caption(f"Measured by {scorer}:")
+    cols = st.columns(5)
+    cols[0].metric("FID (lower is better)", f"{get('fid'):.1f}", help=f"Fréchet distance between {scorer}'s "
+                   f"features of 10,000 samples and of the test set; real training images score {get('fid_real'):.2f}.")
+    cols[1].metric("Inception score", f"{get('inception_score'):.2f}", help="How confidently and how evenly "
+                   f"{scorer} sorts 10,000 samples into classes (at most 10); the real test set scores "
+                   f"{get('inception_score_real'):.2f}.")
+    cols[2].metric("Share of each class", f"{get('class_fraction_min'):.0%}–{get('class_fraction_max'):.0%}",
+                   help="The rarest and the most common class among the samples: 10 % each is perfectly "
+                        "balanced, far apart means mode collapse.")
+    if get("class_diversity") is not None:
+        cols[3].metric("Variety within a class", f"{get('class_diversity'):.2f}", help="How varied the samples "
+                       "of one class are, against real test digits (1.00). Near 0, the model draws about one "
+                       "image per class whatever the noise: a collapse the other scores cannot see.")
+    if get("class_accuracy") is not None:
+        cols[4].metric("Drawn as asked", f"{get('class_accuracy'):.1%}", help="How often a sample is read as "
+                       "the class the generator was asked for.")
+    elif get("code_purity") is not None:
+        cols[4].metric("One digit per code", f"{get('code_purity'):.0%}", help="How often a sample is the digit "
+                       "its categorical code draws most: the model was never shown a label, so this is how far it "
+                       "found the ten digits on its own.")
+
+
 conditional_tab, grids_tab, evolution_tab = st.tabs(["By class", "Grids & interpolation", "How they learned"])
 
 with conditional_tab:
@@ -110,28 +142,9 @@ with evolution_tab:
     folder, _ = registry.active_version(name, dataset)
     entry = registry.zoo_entry(name, dataset, folder)
     scores = entry.metrics
-    if "fid" in scores:
-        cols = st.columns(5)
-        cols[0].metric("FID (lower is better)", f"{scores['fid']:.1f}", help="Fréchet distance between the CNN's "
-                       f"features of 10,000 samples and of the training set; real test images score "
-                       f"{scores['fid_real']:.2f}.")
-        cols[1].metric("Inception score", f"{scores['inception_score']:.2f}", help="How confidently and how evenly "
-                       f"the CNN sorts 10,000 samples into classes (at most 10); the real test set scores "
-                       f"{scores['inception_score_real']:.2f}.")
-        cols[2].metric("Share of each class", f"{scores['class_fraction_min']:.0%}–{scores['class_fraction_max']:.0%}",
-                       help="The rarest and the most common class among the samples, as the CNN reads them: "
-                            "10 % each is perfectly balanced, far apart means mode collapse.")
-        if "class_diversity" in scores:
-            cols[3].metric("Variety within a class", f"{scores['class_diversity']:.2f}", help="How varied the "
-                           "samples of one class are, against real test digits (1.00). Near 0, the model draws "
-                           "about one image per class whatever the noise: a collapse the other scores cannot see.")
-        if "class_accuracy" in scores:
-            cols[4].metric("Drawn as asked", f"{scores['class_accuracy']:.1%}", help="How often the CNN reads a "
-                           "sample as the class the generator was asked for.")
-        elif "code_purity" in scores:
-            cols[4].metric("One digit per code", f"{scores['code_purity']:.0%}", help="How often a sample is the "
-                           "digit its categorical code draws most: the model was never shown a label, so this is "
-                           "how far it found the ten digits on its own.")
+    for suffix, scorer in SCORERS.items():
+        if "fid" + suffix in scores:
+            score_row(scores, suffix, scorer)
     frames = np.asarray(gan.evolution)
     if not len(frames):
         st.info("These weights were saved without per-epoch samples.")

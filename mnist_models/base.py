@@ -45,7 +45,7 @@ class ZooModel:
     config_class: ClassVar[type[Config]]
     key_metric: ClassVar[str] = "test_loss"
     higher_is_better: ClassVar[bool] = False
-    needs_scorer: ClassVar[bool] = False  # `evaluate` takes scorer=, a shipped classifier (see registry.evaluate)
+    needs_scorer: ClassVar[bool] = False  # `evaluate` takes scorers=, shipped classifiers (see registry.evaluate)
 
     def __init__(self, config: Config | None = None, dataset: str = "mnist"):
         self.config = config if config is not None else self.config_class()

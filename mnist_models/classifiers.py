@@ -42,8 +42,10 @@ class CNNClassifier(ZooModel):
     key_metric = "test_accuracy"
     higher_is_better = True
 
+    build_network = staticmethod(build_cnn)
+
     def build(self) -> None:
-        self.network = build_cnn(self.config)
+        self.network = self.build_network(self.config)
         self.classifier = keras.Model(self.network.input, self.network.outputs[0], name="cnn_probs")
         self._infer = self.inference_function(self.network)
 

@@ -85,13 +85,15 @@ def _evaluate(args) -> int:
         return _evaluate_robustness(args)
     if args.model == "photos":
         return _evaluate_photos(args)
-    model = registry.load_from(Path(args.weights) if args.weights else registry.WEIGHTS_DIR,
-                               args.model, args.dataset)
+    folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
+    model = registry.load_from(folder, args.model, args.dataset)
     (_, _), (x_test, y_test) = data.load_dataset(args.dataset)
     started = time.perf_counter()
     metrics = registry.evaluate(model, x_test, y_test)
-    metrics["evaluate_seconds"] = round(time.perf_counter() - started, 2)
-    print(json.dumps(metrics, indent=None if args.json else 2))
+    seconds = round(time.perf_counter() - started, 2)
+    if args.record:
+        registry.record_metrics(args.model, args.dataset, metrics, folder)
+    print(json.dumps({**metrics, "evaluate_seconds": seconds}, indent=None if args.json else 2))
     return 0
 
 
@@ -209,6 +211,9 @@ def parser() -> argparse.ArgumentParser:
                    help="robustness: score the first N test images; photos: N MNIST digits per condition (100)")
     e.add_argument("--weights", help="weights folder (default: weights/)")
     e.add_argument("--json", action="store_true", help="one JSON object on one line")
+    e.add_argument("--record", action="store_true",
+                   help="also write these metrics into the weights folder's manifest entry (e.g. the judge's "
+                        "figures for weights trained before the judge existed)")
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser("bench", help="print performance figures")

@@ -448,20 +448,40 @@ class GAN(ZooModel):
 
     needs_scorer = True
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, n: int = 10000, scorer=None) -> dict[str, float]:
+    def evaluate(self, x: np.ndarray, y: np.ndarray, n: int = 10000, scorers: dict | None = None) -> dict:
         """Classifier-based FID / inception score of n samples against the test set, with the real-data floor
-        (training images vs test images) beside them. `scorer` is a classifier of the same dataset with
-        `classify_with_features` (`registry.evaluate` passes the shipped CNN): this module never loads it."""
-        if scorer is None:
-            raise ValueError("a GAN is scored by a classifier: pass scorer= (registry.evaluate does)")
+        (training images vs test images) beside them, under each of `scorers`: {suffix: classifier} of the same
+        dataset with `classify_with_features`, whose metrics get the suffix (`registry.evaluate` passes the
+        shipped CNN as "" and the judge as "_judge"). The samples are drawn once and shown to every scorer; this
+        module never loads a classifier."""
+        if not scorers:
+            raise ValueError("a GAN is scored by classifiers: pass scorers= (registry.evaluate does)")
         (x_train, _), _ = load_dataset(self.dataset)
         real_test, real_train = to_float(x[:n]), to_float(x_train[:n])
         fakes, fake_codes = self.generate(n, seed=99), self._random_codes(n, seed=99)
+        asked = np.arange(n) % 10
+        if self.config.conditional:
+            (asked_fakes,) = predict_batches(
+                lambda idx: (self.generate_class(asked[idx], seed=5 + int(idx[0])),), np.arange(n))
+        result = {"samples": int(n)}
+        for suffix, scorer in scorers.items():
+            result |= {name + suffix: value for name, value in
+                       self._scores(scorer, real_test, real_train, fakes, fake_codes).items()}
+            if self.config.conditional:
+                (probs,) = predict_batches(lambda b, s=scorer: (s.classify(b),), asked_fakes)
+                result["class_accuracy" + suffix] = float(np.mean(probs.argmax(axis=1) == asked))
+        if self.encoder is not None:
+            (recon,) = predict_batches(lambda b: (self.autoencode(b),), real_test)
+            result["reconstruction_mae"] = float(np.mean(np.abs(recon - real_test)))
+        return result
+
+    def _scores(self, scorer, real_test, real_train, fakes, fake_codes) -> dict[str, float]:
         test_probs, test_features = predict_batches(scorer.classify_with_features, real_test)
         _, train_features = predict_batches(scorer.classify_with_features, real_train)
         fake_probs, fake_features = predict_batches(scorer.classify_with_features, fakes)
-        counts = np.bincount(fake_probs.argmax(axis=1), minlength=10) / len(fake_probs)
-        result = {
+        fake_classes = fake_probs.argmax(axis=1)
+        counts = np.bincount(fake_classes, minlength=10) / len(fake_probs)
+        scores = {
             "fid": metrics.frechet_distance(fake_features, test_features),
             "fid_real": metrics.frechet_distance(train_features, test_features),
             "inception_score": metrics.inception_score(fake_probs),
@@ -470,22 +490,12 @@ class GAN(ZooModel):
             "class_fraction_max": float(counts.max()),
             # within-class variety against the test set's (1: as varied as real digits; near 0: one image per
             # class, a collapse that class accuracy and the inception score cannot see)
-            "class_diversity": metrics.within_class_spread(fake_features, fake_probs.argmax(axis=1))
+            "class_diversity": metrics.within_class_spread(fake_features, fake_classes)
             / metrics.within_class_spread(test_features, test_probs.argmax(axis=1)),
-            "samples": int(n),
         }
         if self.config.categories:
-            result["code_purity"] = metrics.code_purity(fake_codes, fake_probs.argmax(axis=1))
-        if self.config.conditional:
-            asked = np.arange(n) % 10
-            (probs,) = predict_batches(
-                lambda idx: (scorer.classify(self.generate_class(asked[idx], seed=5 + int(idx[0]))),),
-                                       np.arange(n))
-            result["class_accuracy"] = float(np.mean(probs.argmax(axis=1) == asked))
-        if self.encoder is not None:
-            (recon,) = predict_batches(lambda b: (self.autoencode(b),), real_test)
-            result["reconstruction_mae"] = float(np.mean(np.abs(recon - real_test)))
-        return result
+            scores["code_purity"] = metrics.code_purity(fake_codes, fake_classes)
+        return scores
 
 
 class AveragedGenerator(keras.callbacks.Callback):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from keras.src.saving import saving_lib
 
-from . import autoencoders, capsnet, classifiers, gans, multimnist, vae
+from . import autoencoders, capsnet, classifiers, gans, judge, multimnist, vae
 from .base import ModelSpec, ZooModel
 from .data import sha256_file, write_atomic
 
@@ -31,7 +31,7 @@ CHOICES_NAME = "choices.json"  # in USER_WEIGHTS_DIR: which models use the user'
 
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec for spec in [*classifiers.SPECS, *capsnet.SPECS, *autoencoders.SPECS, *vae.SPECS, *gans.SPECS,
-                                  *multimnist.SPECS]
+                                  *multimnist.SPECS, *judge.SPECS]
 }
 
 
@@ -400,11 +400,25 @@ def import_zip(source, folder: Path | None = None) -> str:
 
 
 def evaluate(model: ZooModel, x: np.ndarray, y: np.ndarray) -> dict:
-    """`model.evaluate` on a test set, handing a model that is scored by a classifier (a GAN) the shipped CNN of
-    its dataset: the model modules never import the registry."""
+    """`model.evaluate` on a test set, handing a model that is scored by classifiers (a GAN) the shipped CNN of its
+    dataset and, where it is shipped, the judge (metrics suffixed `_judge`): the model modules never import the
+    registry."""
     if model.needs_scorer:
-        return model.evaluate(x, y, scorer=load("cnn", model.dataset, WEIGHTS_DIR))  # the shipped CNN, loaded once
+        scorers = {"": load("cnn", model.dataset, WEIGHTS_DIR)}  # loaded once, cached
+        if stem("judge", model.dataset) in read_manifest(WEIGHTS_DIR):
+            scorers["_judge"] = load("judge", model.dataset, WEIGHTS_DIR)
+        return model.evaluate(x, y, scorers=scorers)
     return model.evaluate(x, y)
+
+
+def record_metrics(name: str, dataset: str, metrics: dict, folder: Path = WEIGHTS_DIR) -> None:
+    """Merge freshly measured metrics into a manifest entry (the weights are unchanged, so is their sha256)."""
+    key = stem(name, dataset)
+    entry = read_manifest(folder).get(key)
+    if entry is None:
+        raise WeightsError(f"{key} is not in {folder / 'manifest.json'}")
+    update_manifest(key, {**entry, "metrics": {**entry.get("metrics", {}), **metrics},
+                          "metrics_recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, folder)
 
 
 def store_as_float16(name: str, dataset: str = "mnist", folder: Path | None = None) -> dict:
