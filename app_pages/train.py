@@ -10,9 +10,13 @@ import streamlit as st
 import ui
 from mnist_models import jobs, registry
 from mnist_models.base import to_float
+from mnist_models.presets import PRESETS
 from mnist_models.training import TrainSettings
 
 SIZES = {"5k images": 5000, "20k images": 20000, "all 60k": 0}
+STARTS = {"scratch": "Scratch: watch it learn from noise",
+          "in_use": "The weights in use: continue them",
+          "in_use_mnist": "The MNIST weights in use: adapt them to the dataset chosen"}
 
 st.title("Train")
 st.caption("Retrain a model on this machine's CPU. It trains in the background: other pages keep working. "
@@ -21,6 +25,32 @@ owner = st.session_state.setdefault("owner", f"session {uuid.uuid4().hex[:4]}")
 
 job = jobs.current()
 busy = job is not None and job.running
+
+
+def start(settings: TrainSettings, config: dict | None = None) -> None:
+    """Start a training for this visitor, or say why not: nothing is lost, the form keeps its values."""
+    source = settings.init_dataset or settings.dataset
+    if settings.init != "scratch" and registry.zoo_entry(
+            settings.model, source, registry.active_folder(settings.model, source)).status == "not trained":
+        st.error(f"There are no {registry.SPECS[settings.model].title} weights on {source} to start from: "
+                 "start from scratch.")
+        return
+    try:
+        st.session_state["my_job"] = jobs.start(settings, owner, config=config).id
+    except jobs.TrainingBusyError as err:
+        st.warning(f"{err}. Watch its progress below; you can start yours when it ends.")
+    except ValueError as err:
+        st.error(f"These settings cannot train: {err}")
+
+
+st.markdown("**One click:** trainings sized for this 2-core CPU, with the time each took here.")
+preset_columns = st.columns(len(PRESETS))
+for column, preset in zip(preset_columns, PRESETS, strict=True):
+    minutes = f" · about {preset.seconds / 60:.0f} min" if preset.seconds else ""
+    if column.button(f"{preset.title}{minutes}", key=f"preset_{preset.key}", help=preset.what, disabled=busy,
+                     width="stretch"):
+        start(preset.settings, preset.config)
+
 with st.form("train_form", border=True):
     cols = st.columns(3)
     name = cols[0].selectbox("Model", list(registry.SPECS), key=ui.kept("train_model", "cnn"),
@@ -36,18 +66,18 @@ with st.form("train_form", border=True):
                                           format_func=lambda v: f"{v:g}" if v else "model's own",
                                           help="“model's own” is the rate its shipped weights were trained with "
                                                "(2e-4 for the GANs, 1e-3 for the others)")
-    submitted = st.form_submit_button("Train", type="primary", disabled=busy, icon=":material/play_arrow:")
+    start_from = st.radio("Start from", list(STARTS), format_func=STARTS.get, key=ui.kept("train_init", "scratch"),
+                          horizontal=True, help="Scratch shows learning from the very beginning; the weights in use "
+                          "(shipped, or yours if you chose them) let you continue a model or fine-tune it on "
+                          "another dataset, e.g. the MNIST CNN on Fashion-MNIST.")
+    submitted = st.form_submit_button("Train", type="primary", disabled=busy, icon=":material/play_arrow:",
+                                      key="train_submit")
 
 if submitted:
-    settings = TrainSettings(model=name, dataset=dataset, epochs=int(epochs), batch_size=int(batch_size),
-                             learning_rate=float(learning_rate), lr_decay=1.0, train_size=SIZES[size])
-    try:
-        job = jobs.start(settings, owner)
-        st.session_state["my_job"] = job.id
-    except jobs.TrainingBusyError as err:
-        st.warning(f"{err}. Watch its progress below; you can start yours when it ends.")
-    except ValueError as err:
-        st.error(f"These settings cannot train: {err}")
+    start(TrainSettings(model=name, dataset=dataset, epochs=int(epochs), batch_size=int(batch_size),
+                        learning_rate=float(learning_rate), lr_decay=1.0, train_size=SIZES[size],
+                        init="scratch" if start_from == "scratch" else "in_use",
+                        init_dataset="mnist" if start_from == "in_use_mnist" else ""))
 
 
 def loss_figure(snapshot) -> go.Figure:
@@ -55,13 +85,71 @@ def loss_figure(snapshot) -> go.Figure:
     fig = go.Figure()
     for column in [c for c in frame.columns if c not in ("step", "epoch")]:
         fig.add_trace(go.Scatter(x=frame["step"].tolist(), y=frame[column].tolist(), mode="lines+markers", name=column,
-                                 marker=dict(size=3), yaxis="y2" if "accuracy" in column else "y"))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="batch",
+                                 marker=dict(size=3), yaxis="y2" if "accuracy" in column else "y",
+                                 customdata=frame["epoch"].tolist(),
+                                 hovertemplate="batch %{x} (epoch %{customdata})<br>%{y:.4g}"))
+    steps = max(1, snapshot.total_steps // max(1, snapshot.settings["epochs"]))
+    for epoch in range(1, int(frame["step"].max()) // steps + 1):  # where each epoch ended
+        fig.add_vline(x=epoch * steps, line_dash="dot", line_color="grey", annotation_text=f"epoch {epoch}",
+                      annotation_position="top left")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="batch (dotted: end of an epoch)",
                       yaxis=dict(title="loss (running mean over the epoch)"),
                       yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1], tickformat=".0%",
                                   showgrid=False),
-                      legend=dict(orientation="h", y=1.15))
+                      legend=dict(orientation="h", y=1.2))
     return fig
+
+
+def curve_help(model: str, names) -> str:
+    """One line per plotted curve: what it measures for this model."""
+    known = registry.SPECS[model].model_class.metric_help
+    return "  \n".join(f"**{name}**: {known[name]}" for name in names if name in known)
+
+
+def show_previews(snap, job_id: str) -> None:
+    """The newest preview, a slider back through all of them, and (for pictures) the strip as a GIF."""
+    previews = snap.previews
+    last = len(previews) - 1
+    key, follow = f"preview_{job_id}", f"preview_{job_id}_follow"
+    if st.session_state.get(follow, True):
+        ui.set_kept(key, last)  # follows the newest until the person moves the slider back
+
+    def moved() -> None:  # runs before the script, with the value the person chose among the previews then shown
+        st.session_state[follow] = st.session_state[key] >= last
+
+    pick = st.slider("Preview", 0, max(last, 1), key=ui.kept(key, last, range(last + 1)), disabled=last == 0,
+                     on_change=moved, help="Scrub through the previews taken so far; at the right end it follows "
+                                           "the newest.")
+    preview = previews[pick]
+    caption = f"after batch {preview.step} (epoch {preview.epochs:.2f})"
+    if preview.view.ndim == 1:
+        show_answers(preview.view, snap.settings["dataset"], caption)
+    else:
+        st.image(ui.grid_png(to_float(preview.view), cell=40), caption=caption)
+        if not snap.status == "running":
+            st.download_button("Download the previews as a GIF", lambda: ui.evolution_gif(
+                np.stack([p.view for p in previews]), millis=150), file_name=f"{snap.settings['model']}-training.gif",
+                mime="image/gif", icon=":material/animated_images:", key="previews_gif")
+
+
+def show_answers(answers: np.ndarray, dataset: str, caption: str) -> None:
+    """A classifier's live picture: its answers on 32 fixed test digits (wrong ones marked) and the confusion
+    matrix over all the fixed digits."""
+    x_test, y_test = ui.test_set_or_stop(dataset)
+    truth = y_test[:len(answers)]
+    shown = 32
+    st.image([ui.digit_png(x, 48) for x in to_float(x_test[:shown])], width=48,
+             caption=[f"{a}" if a == t else f"{a} ✗" for a, t in zip(answers[:shown], truth[:shown], strict=True)])
+    matrix = np.zeros((10, 10), int)
+    np.add.at(matrix, (truth, answers), 1)
+    fig = go.Figure(go.Heatmap(z=matrix, x=list(range(10)), y=list(range(10)), colorscale="Blues", showscale=False,
+                               text=matrix, texttemplate="%{text}",
+                               hovertemplate="true %{y}, read %{x}: %{z}<extra></extra>"))
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="read as", yaxis_title="true digit",
+                      yaxis_autorange="reversed", xaxis=dict(dtick=1), yaxis=dict(dtick=1))
+    st.plotly_chart(fig, key="confusion")
+    st.caption(f"{caption}: {np.mean(answers == truth):.0%} of {len(answers)} fixed test digits read right "
+               f"(✗: wrong); the confusion matrix counts them.")
 
 
 def show_before_after(snap) -> None:
@@ -70,12 +158,13 @@ def show_before_after(snap) -> None:
     if after is None:
         return
     st.subheader("Before and after, on the same inputs")
-    if after.ndim == 1:  # a classifier's answers on 16 fixed test images
+    if after.ndim == 1:  # a classifier's answers on the fixed test digits: the first 16 shown
+        before, after = (None if before is None else before[:16]), after[:16]
         x_test, y_test = ui.test_set_or_stop(snap.settings["dataset"])
         changed = int(np.sum(before != after)) if before is not None else 0
         captions = [f"{'→'.join(map(str, dict.fromkeys([int(b), int(a)])))}{' ✱' if b != a else ''}"
                     for b, a in zip(before if before is not None else after, after, strict=True)]
-        st.image([ui.digit_png(x, 56) for x in to_float(x_test[:len(after)])], caption=captions, width=56)
+        st.image([ui.digit_png(x, 48) for x in to_float(x_test[:len(after)])], caption=captions, width=48)
         st.caption(f"Each test image with the digit read before → after the training (✱: changed, {changed} of "
                    f"{len(after)}); right answers: {np.mean(after == y_test[:len(after)]):.0%} after"
                    + (f", {np.mean(before == y_test[:len(after)]):.0%} before." if before is not None else "."))
@@ -83,7 +172,7 @@ def show_before_after(snap) -> None:
     cols = st.columns(2)
     for col, label, grid in ((cols[0], "before: the weights in use", before), (cols[1], "after: yours", after)):
         if grid is not None:
-            col.image(ui.grid_png(grid, cell=36), caption=label)
+            col.image(ui.grid_png(to_float(grid), cell=36), caption=label)
 
 
 def show_job():
@@ -103,12 +192,15 @@ def show_job():
     if current.running and mine:
         st.button("Stop", icon=":material/stop:", on_click=current.stop, key="stop_training",
                   disabled=snap.status == "stopping")
+    if snap.previews:
+        show_previews(snap, current.id)
+        if snap.elapsed > 0:
+            st.caption(f"{len(snap.previews)} previews so far, taken in {snap.preview_seconds:.1f} s of "
+                       f"{snap.elapsed:.0f} s ({snap.preview_seconds / snap.elapsed:.1%} of the time).")
     if snap.batches:
         st.plotly_chart(loss_figure(snap), key="loss_chart")
         st.caption(f"{len(snap.batches)} points plotted")
-    if snap.samples:
-        grid = snap.samples[-1]
-        st.image(ui.grid_png(np.asarray(grid), cell=48), caption=f"after epoch {len(snap.samples)}")
+        st.markdown(curve_help(settings["model"], snap.batches[-1]))
     if snap.status == "failed":
         st.error(f"Training failed and nothing was saved: {snap.message}")
     elif not current.running:

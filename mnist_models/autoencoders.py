@@ -126,6 +126,8 @@ BUILDERS = {"vanilla": _dense_pair, "multilayer": _dense_pair, "sparse": _dense_
 class Autoencoder(ZooModel):
     config_class = AEConfig
     key_metric = "test_mse"
+    metric_help = {"loss": "binary cross-entropy between the output and the clean digit, averaged over the "
+                           "pixels (never 0: MNIST's grey edge pixels are not pure black or white)"}
 
     def build(self) -> None:
         if self.config.kind not in BUILDERS:

@@ -45,11 +45,14 @@ class ZooModel:
     config_class: ClassVar[type[Config]]
     key_metric: ClassVar[str] = "test_loss"
     higher_is_better: ClassVar[bool] = False
+    # what each curve of its training means, for the Train page (keys: the names Keras logs)
+    metric_help: ClassVar[dict[str, str]] = {}
     needs_scorer: ClassVar[bool] = False  # `evaluate` takes scorers=, shipped classifiers (see registry.evaluate)
 
     def __init__(self, config: Config | None = None, dataset: str = "mnist"):
         self.config = config if config is not None else self.config_class()
         self.dataset = dataset
+        self.started_from: dict | None = None  # where its weights came from, when a training started from some
         self.lock = threading.RLock()  # Keras models are shared across Streamlit sessions
         self._inference_functions: list = []
         self.build()
@@ -75,6 +78,10 @@ class ZooModel:
         """A function that draws a (rows, cols, 28, 28) grid of what the model makes now (shown after each
         epoch while training), or None for models that do not draw."""
         return None
+
+    def forget_history(self) -> None:
+        """Drop what loaded weights recorded of their own training (per-epoch samples, loss curves) before a new
+        run starts from them."""
 
     def training_callbacks(self, x_train: np.ndarray) -> list:
         """Keras callbacks the model itself needs while training (e.g. recording per-epoch samples); `x_train` is

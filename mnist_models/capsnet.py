@@ -198,6 +198,15 @@ class CapsNet(ZooModel):
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.trainer}
 
+    metric_help = {
+        "loss": "the paper's total: margin loss + 0.0005 × reconstruction error",
+        "lengths_loss": "margin loss: the right digit's capsule should be longer than 0.9, every other one "
+                        "shorter than 0.1",
+        "reconstruction_loss": "how far the decoder's redrawing of the digit from its capsule is from the input "
+                               "(mean squared error per pixel)",
+        "lengths_categorical_accuracy": "share of the training images whose longest capsule is the right digit",
+    }
+
     def compile(self, learning_rate: float) -> keras.Model:
         self.trainer.compile(
             optimizer=keras.optimizers.Adam(learning_rate),

@@ -41,6 +41,11 @@ class CNNClassifier(ZooModel):
     config_class = CNNConfig
     key_metric = "test_accuracy"
     higher_is_better = True
+    metric_help = {
+        "loss": "cross-entropy: how little probability the model gives the right digit (0: sure and right)",
+        "accuracy": "share of the training images read right so far this epoch (on augmented images, so a little "
+                    "below the test accuracy)",
+    }
 
     build_network = staticmethod(build_cnn)
 

@@ -32,7 +32,7 @@ def _train(args) -> int:
     settings = training.TrainSettings(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, lr_decay=args.lr_decay, train_size=args.train_size, seed=args.seed,
-        strategy=args.strategy, max_minutes=args.max_minutes,
+        strategy=args.strategy, max_minutes=args.max_minutes, init=args.init, init_dataset=args.init_dataset or "",
     ).resolved()
     out = Path(args.out) if args.out else registry.WEIGHTS_DIR
     if args.logical_cpus:
@@ -184,6 +184,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-decay", type=float, default=0.0, help="per-epoch learning-rate factor (0: default)")
     t.add_argument("--max-minutes", type=float, default=0.0,
                    help="stop after this much training time, then score and save (0: no limit)")
+    t.add_argument("--init", default="scratch", metavar="shipped|in_use|scratch|DIR",
+                   help="start from these weights instead of from scratch: the shipped ones, those the app uses, "
+                        "or a weights folder (its manifest is checked); e.g. fine-tune on Fashion from MNIST with "
+                        "--dataset fashion --init shipped --init-dataset mnist")
+    t.add_argument("--init-dataset", choices=data.DATASETS,
+                   help="with --init: the dataset of the weights to start from (default: --dataset)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the weights already in the output folder, e.g. with a lower --lr")
     t.add_argument("--fresh", action="append", default=[], metavar="PART",

@@ -288,6 +288,16 @@ class GAN(ZooModel):
     config_class = GANConfig
     key_metric = "fid"
     higher_is_better = False
+    metric_help = {
+        "d_loss": "discriminator: how badly it tells real from generated images (about 1.4 = 2·ln 2 when it "
+                  "cannot tell them apart)",
+        "g_loss": "generator: how badly it fools the discriminator; it falls while the generator is winning",
+        "d_real": "the discriminator's mean probability that a real image is real",
+        "d_fake": "its mean probability that a generated image is real (both near 0.5: a standoff)",
+        "class_accuracy": "how often the discriminator's class head reads the class the generator was asked for",
+        "code_accuracy": "how often the discriminator tells back the categorical code a sample was drawn with",
+        "reconstruction_mae": "encoder → generator round trip on real images: mean absolute error per pixel",
+    }
 
     def build(self) -> None:
         cfg = self.config
@@ -336,6 +346,9 @@ class GAN(ZooModel):
         prior = arrays.get("code_prior")
         self.code_prior = None if prior is None else np.asarray(prior, np.float64) / np.sum(prior)
         self.loss_history = {k[5:]: v.tolist() for k, v in arrays.items() if k.startswith("loss_")}
+
+    def forget_history(self) -> None:
+        self.evolution, self.loss_history = [], {}
 
     def preview_images(self, x_uint8):
         return lambda: self.sample_grid()[:4]

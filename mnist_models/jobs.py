@@ -22,7 +22,7 @@ import numpy as np
 from . import registry
 from .base import to_float
 from .data import load_dataset
-from .training import TrainSettings, steps_per_epoch, train
+from .training import TrainSettings, start_from, steps_per_epoch, train
 
 
 class TrainingBusyError(RuntimeError):
@@ -34,6 +34,15 @@ class TrainingBusyError(RuntimeError):
 
 
 @dataclass
+class Preview:
+    """What the model made of fixed inputs at one moment of its training."""
+
+    step: int  # batches done
+    epochs: float  # epochs done, fractional
+    view: np.ndarray  # a uint8 grid (rows, cols, 28, 28), or a classifier's answers on the fixed test digits
+
+
+@dataclass
 class Snapshot:
     """A consistent copy of a job's progress for one redraw of the page."""
 
@@ -42,14 +51,15 @@ class Snapshot:
     owner: str
     batches: list[dict]  # {"step": global step, "epoch": e, **metrics}
     epochs: list[dict]  # {"epoch": e, "seconds": s, **metrics}
-    samples: list[np.ndarray]  # one preview grid per finished epoch (generative models)
+    previews: list[Preview]  # every couple of seconds and at each epoch's end, thinned out on long runs
     steps_done: int
     total_steps: int
     elapsed: float
     message: str = ""
+    preview_seconds: float = 0.0  # time spent taking previews (the training waited for them)
     before: dict = field(default_factory=dict)
     after: dict = field(default_factory=dict)
-    before_view: np.ndarray | None = None  # `comparison_view` of the weights in use when it started
+    before_view: np.ndarray | None = None  # `view_function` of the weights in use when it started
     after_view: np.ndarray | None = None  # the same for the weights it trained
 
     @property
@@ -77,40 +87,68 @@ class MetricsStore:
             self._snapshot.batches.append(point)
             self._snapshot.steps_done = point["step"]
 
-    def add_epoch(self, point: dict, sample: np.ndarray | None) -> None:
+    def add_epoch(self, point: dict) -> None:
         with self._lock:
             self._snapshot.epochs.append(point)
-            if sample is not None:
-                self._snapshot.samples.append(sample)
+
+    MAX_PREVIEWS = 400
+
+    def add_preview(self, preview: Preview, seconds: float) -> None:
+        with self._lock:
+            previews = self._snapshot.previews
+            previews.append(preview)
+            if len(previews) > self.MAX_PREVIEWS:  # every other one, counting back from the newest
+                self._snapshot.previews = previews[::-2][::-1]
+            self._snapshot.preview_seconds += seconds
 
     def snapshot(self) -> Snapshot:
         with self._lock:
             snap = copy.copy(self._snapshot)
-            snap.batches, snap.epochs, snap.samples = list(snap.batches), list(snap.epochs), list(snap.samples)
+            snap.batches, snap.epochs, snap.previews = list(snap.batches), list(snap.epochs), list(snap.previews)
             snap.elapsed = time.perf_counter() - self._started
             return snap
 
 
 class MetricsCallback(keras.callbacks.Callback):
-    """Pushes per-batch and per-epoch metrics (and a preview grid for models that draw) into a store."""
+    """Pushes per-batch and per-epoch metrics into a store, and previews of what the model makes of fixed inputs:
+    at the start, at each epoch's end, and in between every `every_s` seconds as long as the previews have taken
+    at most `max_share` of the training time so far (a preview stops the training while it draws)."""
 
-    def __init__(self, store: MetricsStore, steps: int, preview=None):
+    def __init__(self, store: MetricsStore, steps: int, view=None, every_s: float = 2.0, max_share: float = 0.05):
         super().__init__()
-        self.store, self.steps, self.preview = store, steps, preview
-        self._epoch, self._epoch_start = 0, 0.0
+        self.store, self.steps, self.view = store, steps, view
+        self.every_s, self.max_share = every_s, max_share
+        self._epoch, self._epoch_start, self._next_preview = 0, 0.0, 0.0
+        self._training_since, self._spent = 0.0, 0.0
+
+    def _preview(self, step: int, force: bool = False) -> None:
+        started = time.perf_counter()
+        if self.view is None or not (force or (started >= self._next_preview and
+                                               self._spent <= self.max_share * (started - self._training_since))):
+            return
+        view = _stored(self.view())
+        cost = time.perf_counter() - started
+        self._spent += cost
+        self.store.add_preview(Preview(step, step / self.steps, view), cost)
+        self._next_preview = time.perf_counter() + self.every_s
+
+    def on_train_begin(self, logs=None):
+        self._preview(0, force=True)  # before the training: its time (the first call traces) is not the training's
+        self._training_since, self._spent = time.perf_counter(), 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch, self._epoch_start = epoch, time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         metrics = {k: float(v) for k, v in (logs or {}).items()}
-        self.store.add_batch({"step": self._epoch * self.steps + batch + 1, "epoch": self._epoch + 1, **metrics})
+        step = self._epoch * self.steps + batch + 1
+        self.store.add_batch({"step": step, "epoch": self._epoch + 1, **metrics})
+        self._preview(step)
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: float(v) for k, v in (logs or {}).items()}
-        sample = self.preview() if self.preview else None
-        self.store.add_epoch({"epoch": epoch + 1, "seconds": time.perf_counter() - self._epoch_start, **metrics},
-                             sample)
+        self.store.add_epoch({"epoch": epoch + 1, "seconds": time.perf_counter() - self._epoch_start, **metrics})
+        self._preview((epoch + 1) * self.steps, force=True)
 
     def on_train_end(self, logs=None):
         self.store.update(status="scoring", message="Training ended; scoring on the full test set…")
@@ -137,16 +175,16 @@ class TrainingJob:
             self.store.update(status="stopping")
 
     def _run(self) -> None:
-        settings = self.settings
         try:
-            model = registry.build(settings.model, settings.dataset, self.config)
+            settings = self.settings.resolved()
+            model = (start_from(settings, self.config) if settings.init != "scratch"
+                     else registry.build(settings.model, settings.dataset, self.config))
             (_, _), (x_test, _) = load_dataset(settings.dataset)
-            preview = model.preview_images(x_test[:8])
+            fixed = x_test[:VIEW_DIGITS]
             callback = MetricsCallback(self.store, steps_per_epoch(settings, settings.train_size or 60000),
-                                       preview)
-            fixed = x_test[:COMPARISON_IMAGES]
+                                       view_function(model, fixed))
             try:
-                before_view = comparison_view(registry.load(settings.model, settings.dataset), fixed)
+                before_view = view_of(registry.load(settings.model, settings.dataset), fixed)
             except registry.WeightsError:  # nothing trained to compare with
                 before_view = None
             self.store.update(before=_metrics_of_active(settings), before_view=before_view)
@@ -154,7 +192,7 @@ class TrainingJob:
                                 config=self.config, model=model)
             stopped = self.result.stopped
             self.store.update(status="stopped" if stopped else "finished", after=self.result.metrics,
-                              after_view=comparison_view(self.result.model, fixed),
+                              after_view=view_of(self.result.model, fixed),
                               message=f"Stopped after {self.result.epochs_completed} full epoch(s); what it learned "
                                       "so far was saved." if stopped else "Training finished and was saved.")
         except Exception as err:  # the page shows it; the thread must never die silently
@@ -163,19 +201,33 @@ class TrainingJob:
             _release_file_lock()
 
 
-COMPARISON_IMAGES = 16
+VIEW_DIGITS = 500  # fixed test digits: a classifier's answers on all of them; the first 8 for models that draw
 
 
-def comparison_view(model, x_uint8: np.ndarray) -> np.ndarray | None:
-    """What a model makes of fixed inputs, to set the weights before a training beside those after it: the
-    digits a classifier reads in the test images, or the grid a drawing model draws (an autoencoder's
-    reconstructions of them, a GAN's samples from its fixed noise). None for models that do neither."""
-    preview = model.preview_images(x_uint8)
-    if preview is not None:
-        return np.asarray(preview())
+def view_function(model, x_uint8: np.ndarray):
+    """What the page shows of a model, before, during and after a training, on fixed inputs: the grid a drawing
+    model draws (an autoencoder's or CapsNet's redrawings of the first 8, a GAN's samples from its fixed noise),
+    or the digits a classifier reads in all of them. A function, called again for every preview; None for a
+    model that does neither."""
+    draw = model.preview_images(x_uint8[:8])
+    if draw is not None:
+        return draw
     if hasattr(model, "classify"):
-        return model.classify(to_float(x_uint8)).argmax(1)
+        images = to_float(x_uint8)
+        return lambda: model.classify(images).argmax(1)
     return None
+
+
+def view_of(model, x_uint8: np.ndarray) -> np.ndarray | None:
+    """`view_function`'s picture, once."""
+    view = view_function(model, x_uint8)
+    return None if view is None else _stored(view())
+
+
+def _stored(view) -> np.ndarray:
+    """Pictures as uint8 (a quarter of the memory of float32, for hundreds of previews); answers as they are."""
+    view = np.asarray(view)
+    return np.round(np.clip(view, 0, 1) * 255).astype(np.uint8) if view.dtype.kind == "f" else view
 
 
 def _metrics_of_active(settings: TrainSettings) -> dict:

@@ -149,6 +149,13 @@ class MultiCapsNetConfig(CapsNetConfig):
 
 class MultiCapsNet(ZooModel):
     config_class = MultiCapsNetConfig
+    metric_help = {
+        "loss": "margin loss with both digits present + the two redrawings' squared error (scaled)",
+        "lengths_loss": "margin loss: both present digits' capsules longer than 0.9, the other eight shorter than 0.1",
+        "first_loss": "squared error of the redrawing of the first digit from its capsule, against that digit alone",
+        "second_loss": "the same for the second digit",
+        "lengths_pair_accuracy": "share of the training pairs whose two longest capsules are exactly the two digits",
+    }
     key_metric = "pair_accuracy"
     higher_is_better = True
 
@@ -231,6 +238,10 @@ class MultiCNNConfig(Config):
 
 class MultiCNN(ZooModel):
     config_class = MultiCNNConfig
+    metric_help = {
+        "loss": "binary cross-entropy of the ten sigmoid outputs against the two digits present",
+        "pair_accuracy": "share of the training pairs whose two highest outputs are exactly the two digits",
+    }
     key_metric = "pair_accuracy"
     higher_is_better = True
 

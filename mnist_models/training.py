@@ -37,6 +37,8 @@ class TrainSettings(Config):
     seed: int = 1234
     strategy: str = "default"  # "default" | "mirrored" (local devices) | "multiworker" (from TF_CONFIG)
     max_minutes: float = 0.0  # > 0: stop (and save) after this much training time, e.g. for equal-budget baselines
+    init: str = "scratch"  # "scratch" | "shipped" | "in_use" (the weights the app uses) | a weights folder
+    init_dataset: str = ""  # the dataset of the weights to start from ("": the one trained on)
 
     def resolved(self) -> TrainSettings:
         """Fill the zeros from the model's defaults and refuse settings that cannot train."""
@@ -63,6 +65,8 @@ class TrainSettings(Config):
             problems.append(f"strategy must be one of {', '.join(STRATEGIES)}, got {out.strategy!r}")
         if out.dataset not in spec.datasets:
             problems.append(f"{out.model} trains on {', '.join(spec.datasets)}, not {out.dataset}")
+        if out.init_dataset and out.init_dataset not in spec.datasets:
+            problems.append(f"there are no {out.model} weights for {out.init_dataset} to start from")
         if problems:
             raise ValueError("; ".join(problems))
         return out
@@ -264,6 +268,32 @@ def subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
     return x[idx], y[idx]
 
 
+def init_folder(settings: TrainSettings) -> Path:
+    """Where the weights a run starts from live: `init` is "shipped", "in_use" or a folder."""
+    if settings.init == "shipped":
+        return registry.WEIGHTS_DIR
+    if settings.init == "in_use":
+        return registry.active_folder(settings.model, settings.init_dataset or settings.dataset)
+    return Path(settings.init)
+
+
+def start_from(settings: TrainSettings, config: dict | None = None) -> ZooModel:
+    """The model to train, loaded from the weights named by `settings.init` (its architecture is theirs; `config`
+    may change training-only settings), with a record of where it started (`started_from`, kept in the new
+    manifest entry). Its history of samples and losses starts anew with this run (it may be on another dataset)."""
+    folder, source = init_folder(settings), settings.init_dataset or settings.dataset
+    model = registry.load_from(folder, settings.model, source, config)
+    model.dataset = settings.dataset
+    model.forget_history()
+    entry = registry.read_manifest(folder)[registry.stem(settings.model, source)]
+    model.started_from = {
+        "from": settings.init, "folder": str(folder), "dataset": source,
+        "epochs_total": entry.get("epochs_total", entry.get("epochs_completed")), "trained_at": entry.get("trained_at"),
+        "metrics": entry.get("metrics", {}),
+        "weights_sha256": {part: f["sha256"] for part, f in entry.get("weights", {}).items()}}
+    return model
+
+
 def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), stop_event=None,
           config: dict | None = None, model=None, resume: bool = False,
           backup_dir: Path | None = None, fresh_parts: tuple[str, ...] = ()) -> TrainResult:
@@ -287,6 +317,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     global_batch = settings.batch_size * strategy.num_replicas_in_sync
 
     earlier_runs = []
+    if resume and settings.init != "scratch":
+        raise ValueError("--resume continues the weights in the output folder: it cannot also start from --init")
     with strategy.scope():  # variables, optimizers and metrics are created under the strategy
         if resume:
             prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
@@ -295,6 +327,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
                 {k: prior[k] for k in ("config", "fresh_parts", "training", "resumed_from_epoch", "epochs_completed",
                                        "seconds_total", "seconds_per_epoch", "metrics", "history", "trained_at")
                  if k in prior}]
+        elif model is None and settings.init != "scratch":
+            model = start_from(settings, config)
         model = model or registry.build(settings.model, settings.dataset, config)
         steps = math.ceil(len(x_train) / global_batch)
         learning_rate = settings.learning_rate
@@ -351,6 +385,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "replicas": int(strategy.num_replicas_in_sync),
         **({"resumed_from_epoch": backup.resumed_from_epoch} if backup and backup.resumed_from_epoch else {}),
         **({"fresh_parts": list(fresh_parts)} if fresh_parts else {}),
+        **({"init": model.started_from} if model.started_from else {}),
         "seconds_total": round(seconds, 1),
         "seconds_per_epoch": [round(s, 1) for s in timer.seconds],
         "metrics": metrics,

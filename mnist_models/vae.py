@@ -115,6 +115,11 @@ class VAENetwork(keras.Model):
 class VAE(ZooModel):
     config_class = VAEConfig
     key_metric = "test_loss"
+    metric_help = {
+        "loss": "the negative ELBO per image: reconstruction + KL (lower is better)",
+        "reconstruction": "binary cross-entropy of the redrawn digit, summed over its 784 pixels",
+        "kl": "KL divergence of the encoder's Gaussian from N(0, I): what a smooth, fillable latent space costs",
+    }
 
     def build(self) -> None:
         self.encoder, self.decoder = build_encoder(self.config), build_decoder(self.config)

@@ -47,7 +47,9 @@ def test_a_second_job_can_start_after_the_first_ends(tmp_path):
     first.thread.join(timeout=120)
     snap = first.store.snapshot()
     assert snap.status == "finished", snap.message
-    assert len(snap.samples) == 1 and snap.samples[0].shape == (2, 8, 28, 28)  # preview after the epoch
+    assert len(snap.previews) >= 2  # at the start and after the epoch
+    assert snap.previews[0].step == 0 and snap.previews[-1].step == 4
+    assert all(p.view.shape == (2, 8, 28, 28) and p.view.dtype == np.uint8 for p in snap.previews)
     second = jobs.start(settings, "b", out_dir=tmp_path, config={"kind": "vanilla", "code_size": 4})
     second.thread.join(timeout=120)
     assert second.store.snapshot().status == "finished"
@@ -74,3 +76,61 @@ def test_user_weights_choice_switches_what_load_returns(tmp_path, monkeypatch):
     assert registry.active_folder("cnn") == registry.WEIGHTS_DIR
     with pytest.raises(registry.WeightsError, match="no retrained weights"):
         registry.choose_user_weights("capsnet", "mnist", True)
+
+
+def test_previews_arrive_during_an_epoch_and_cost_little(tmp_path):
+    """A tiny DCGAN, one epoch of 40 batches, a preview as often as the cost limit lets: several previews come
+    before the epoch ends, and the time they took stays within the limit (5 % of the training time)."""
+    from mnist_models.gans import GAN, GANConfig
+    from mnist_models.training import train
+
+    settings = TrainSettings(model="dcgan", epochs=1, train_size=40 * 16, batch_size=16)
+    model = GAN(GANConfig(kind="dcgan", latent_dim=8, width=4))
+    store = jobs.MetricsStore(settings.resolved(), "tester", 40)
+    (_, _), (x_test, _) = registry_test_set()
+    callback = jobs.MetricsCallback(store, 40, jobs.view_function(model, x_test[:8]), every_s=0.0)
+    started = time.perf_counter()
+    train(settings, out_dir=tmp_path, callbacks=[callback], model=model)
+    seconds = time.perf_counter() - started
+    snap = store.snapshot()
+    during = [p for p in snap.previews if 0 < p.step < 40]
+    assert len(during) >= 3, [p.step for p in snap.previews]
+    assert [p.step for p in snap.previews] == sorted(p.step for p in snap.previews)
+    assert not np.array_equal(snap.previews[0].view, snap.previews[-1].view)  # the samples changed as it learned
+    assert snap.preview_seconds <= 0.06 * seconds + 0.5
+
+
+def registry_test_set():
+    from mnist_models.data import load_dataset
+
+    return load_dataset("mnist")
+
+
+def test_a_classifier_previews_its_answers_on_fixed_test_digits(tmp_path):
+    from mnist_models.classifiers import CNNClassifier
+
+    model = CNNClassifier(CNNConfig.from_dict(TINY))
+    (_, _), (x_test, _) = registry_test_set()
+    answers = jobs.view_of(model, x_test[:jobs.VIEW_DIGITS])
+    assert answers.shape == (jobs.VIEW_DIGITS,) and answers.dtype.kind == "i" and answers.max() <= 9
+
+
+def test_starting_from_the_weights_in_use_really_starts_there(tmp_path):
+    """The first batch's loss of a run started from the shipped VAE is near its test loss, far below scratch's;
+    the manifest says where it started."""
+    from mnist_models.training import train
+
+    shipped = registry.read_manifest()["vae-mnist"]
+    first = {}
+    for init in ("in_use", "scratch"):
+        settings = TrainSettings(model="vae", epochs=1, train_size=256, batch_size=64, init=init)
+        store = jobs.MetricsStore(settings.resolved(), "tester", 4)
+        train(settings, out_dir=tmp_path / init, callbacks=[jobs.MetricsCallback(store, 4)])
+        first[init] = store.snapshot().batches[0]["loss"]
+    test_loss = shipped["metrics"]["test_loss"]
+    assert abs(first["in_use"] - test_loss) < 0.1 * test_loss, first
+    assert first["scratch"] > 2 * test_loss, first
+    entry = registry.read_manifest(tmp_path / "in_use")["vae-mnist"]
+    assert entry["init"]["from"] == "in_use" and entry["init"]["dataset"] == "mnist"
+    assert entry["init"]["weights_sha256"] == {part: f["sha256"] for part, f in shipped["weights"].items()}
+    assert "init" not in registry.read_manifest(tmp_path / "scratch")["vae-mnist"]
