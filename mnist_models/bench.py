@@ -154,6 +154,69 @@ def multimnist_training(batches: int, rounds: int = 3) -> dict[str, float]:
     return {name: float(np.median(r)) for name, r in rates.items()}
 
 
+def preview_overhead(batches: int, rounds: int = 3) -> dict[str, tuple[float, float, int]]:
+    """Training images/s of three models without and with the Train page's live previews (as often as the page
+    takes them), interleaved in one process: {model: (plain, with previews, previews taken)}."""
+    from .jobs import MetricsCallback, MetricsStore, view_function
+    from .training import TrainSettings
+
+    (x_train, y_train), (x_test, _) = load_dataset("mnist")
+    out = {}
+    for name in ("dcgan", "cnn", "vae"):
+        model, spec = registry.build(name), registry.spec(name)
+        trainer = model.compile(spec.learning_rate)
+        count = batches * spec.batch_size
+        data = model.train_dataset(x_train[:count], y_train[:count], spec.batch_size, seed=0).cache()
+        trainer.fit(data.take(2), epochs=1, verbose=0)  # trace and warm up
+        view = view_function(model, x_test[:500])
+        plain, previewed, taken = [], [], 0
+        for _ in range(rounds):
+            for rates, with_view in ((plain, None), (previewed, view)):
+                store = MetricsStore(TrainSettings(model=name).resolved(), "bench", batches)
+                started = time.perf_counter()
+                trainer.fit(data, epochs=1, verbose=0, callbacks=[MetricsCallback(store, batches, with_view)])
+                rates.append(count / (time.perf_counter() - started))
+                taken += len(store.snapshot().previews) if with_view else 0
+        out[name] = (float(np.median(plain)), float(np.median(previewed)), taken // rounds)
+    return out
+
+
+def dcgan_digits_share(grid_uint8: np.ndarray, cnn) -> float:
+    """Share of a preview grid's samples that the shipped CNN reads as some digit with confidence ≥ 0.9."""
+    probs = cnn.classify(grid_uint8.reshape(-1, 28, 28) / 255.0)
+    return float(np.mean(probs.max(axis=1) >= 0.9))
+
+
+def presets(keys: list[str]) -> list[dict]:
+    """Each preset through the Train page's own path (a background job into a scratch folder), timed from the
+    start to "finished"; for a GAN, when the shipped CNN first reads half the preview samples as confident digits."""
+    import tempfile
+
+    from . import jobs
+    from .presets import BY_KEY, PRESETS
+
+    cnn = registry.load("cnn")
+    results = []
+    for preset in [BY_KEY[k] for k in keys] if keys else PRESETS:
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            job = jobs.start(preset.settings, "bench", out_dir=Path(folder), config=preset.config or None)
+            job.thread.join()
+            seconds = time.perf_counter() - started
+            snap = job.store.snapshot()
+            result = {"preset": preset.key, "status": snap.status, "seconds": round(seconds, 1),
+                      "previews": len(snap.previews), "preview_share": round(snap.preview_seconds / seconds, 4),
+                      "key_metric": {k: v for k, v in snap.after.items() if k == registry.spec(
+                          preset.settings.model).model_class.key_metric}}
+            if preset.settings.model.endswith("gan"):
+                shares = [(p.seconds, dcgan_digits_share(p.view, cnn)) for p in snap.previews]
+                first = next((t for t, share in shares if share >= 0.5), None)
+                result["digits_at_seconds"] = None if first is None else round(first, 1)
+                result["digit_share_last_preview"] = round(shares[-1][1], 3)
+            results.append(result)
+    return results
+
+
 def run(what: str, args) -> int:
     if what == "capsnet":
         rates = capsnet_training(args.batches)
@@ -176,6 +239,15 @@ def run(what: str, args) -> int:
         for name, rate in rates.items():
             print(f"{name:16s} {rate:8.1f} pairs/s (training)")
         print(f"{'cnn / capsnet':16s} {rates['cnn_multi'] / rates['capsnet_multi']:8.2f}×")
+    elif what == "previews":
+        for name, (plain, previewed, taken) in preview_overhead(args.batches).items():
+            print(f"{name:8s} {plain:8.1f} images/s plain, {previewed:8.1f} with {taken} previews: "
+                  f"{previewed / plain:6.3f}× ({1 - previewed / plain:+.1%} slower)")
+    elif what == "presets":
+        import json
+
+        for result in presets(args.preset):
+            print(json.dumps(result), flush=True)
     elif what == "multiworker":
         rates = multiworker_throughput()
         for n, rate in rates.items():

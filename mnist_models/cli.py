@@ -223,7 +223,9 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser("bench", help="print performance figures")
-    b.add_argument("what", choices=["capsnet", "inference", "multiworker", "photo", "multimnist"])
+    b.add_argument("what", choices=["capsnet", "inference", "multiworker", "photo", "multimnist", "previews",
+                                    "presets"])
+    b.add_argument("--preset", action="append", default=[], help="presets: only this one (repeatable)")
     b.add_argument("--batches", type=int, default=20)
     b.add_argument("--repeats", type=int, default=200)
     b.set_defaults(func=_bench)

@@ -39,6 +39,7 @@ class Preview:
 
     step: int  # batches done
     epochs: float  # epochs done, fractional
+    seconds: float  # since the job started
     view: np.ndarray  # a uint8 grid (rows, cols, 28, 28), or a classifier's answers on the fixed test digits
 
 
@@ -93,6 +94,9 @@ class MetricsStore:
 
     MAX_PREVIEWS = 400
 
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started
+
     def add_preview(self, preview: Preview, seconds: float) -> None:
         with self._lock:
             previews = self._snapshot.previews
@@ -129,7 +133,7 @@ class MetricsCallback(keras.callbacks.Callback):
         view = _stored(self.view())
         cost = time.perf_counter() - started
         self._spent += cost
-        self.store.add_preview(Preview(step, step / self.steps, view), cost)
+        self.store.add_preview(Preview(step, step / self.steps, self.store.seconds(), view), cost)
         self._next_preview = time.perf_counter() + self.every_s
 
     def on_train_begin(self, logs=None):

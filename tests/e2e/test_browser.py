@@ -85,7 +85,7 @@ def test_acgan_draws_the_class_asked_for(page):
 
 def plotted_points(page) -> int:
     return page.evaluate("""() => {
-        const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+        const plot = document.querySelector(".st-key-loss_chart .js-plotly-plot");
         return (plot && plot.calcdata && plot.calcdata.length) ? plot.calcdata[0].length : 0; }""")
 
 
@@ -137,3 +137,35 @@ def test_training_page_live_curve_page_switch_and_stop(page):
     assert "stopped" in progress_text(page)
     page.screenshot(path="test-artifacts/train-stopped.png", full_page=True)
     print(f"click to first point: {first_point - clicked:.2f} s; Stop to end: {stopped - stop_clicked:.2f} s")
+
+
+def preview_caption(page) -> str:
+    caption = page.get_by_text(re.compile(r"^after batch \d+ \(epoch [\d.]+\)"))
+    return caption.first.inner_text() if caption.count() else ""
+
+
+def test_training_previews_change_before_the_first_epoch_ends(page):
+    """A CapsNet's redrawings of fixed test digits, refreshed while its one epoch runs: the picture changes at
+    least twice before the epoch is over (the caption says how far it is), then the run is stopped."""
+    open_page(page, "Train")
+    page.locator("[data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name=re.compile("CapsNet")).first.click()
+    start_training(page, epochs=1)
+    seen = {}
+
+    def new_preview_during_the_epoch() -> bool:
+        caption = preview_caption(page)
+        match = re.search(r"epoch ([\d.]+)", caption)
+        if not match or float(match.group(1)) >= 1.0:
+            return False
+        image = page.locator("[data-testid='stImage'] img").first
+        src = image.get_attribute("src") if image.count() else None
+        if src and caption not in seen and image.evaluate("img => img.complete && img.naturalWidth > 0"):
+            seen[caption] = src
+        return len(set(seen.values())) >= 3  # the first picture and two changes
+
+    wait_until(new_preview_during_the_epoch, timeout=300)
+    page.screenshot(path="test-artifacts/train-previews.png", full_page=True)
+    page.get_by_role("button", name=re.compile("Stop")).click()
+    page.get_by_text(re.compile("Stopped after")).wait_for(timeout=120_000)
+    assert all(float(re.search(r"epoch ([\d.]+)", c).group(1)) < 1 for c in seen), seen
