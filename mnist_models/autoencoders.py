@@ -47,6 +47,9 @@ def add_noise(images: np.ndarray, kind: str, amount: float, seed: int = 0) -> np
 
 @dataclasses.dataclass
 class AEConfig(Config):
+    """Defaults: what weights saved before a field existed were trained with (see `Config`); the shipped
+    recipes are `SPECS` below."""
+
     kind: str = "vanilla"  # vanilla | multilayer | conv | sparse | denoising
     code_size: int = 32
     hidden: tuple[int, ...] = (128, 64)  # multilayer only

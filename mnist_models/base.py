@@ -21,7 +21,12 @@ import tensorflow as tf  # noqa: E402
 
 @dataclasses.dataclass
 class Config:
-    """A small dataclass that round-trips through JSON (tuples come back as tuples)."""
+    """A small dataclass that round-trips through JSON (tuples come back as tuples).
+
+    A config class's defaults are the behaviour of weights saved before a field existed: `registry.build(...,
+    saved=True)` fills a field missing from an old manifest with its default, so a default changes only together
+    with a migration of the shipped manifests. What the shipped models were trained with are the recipes
+    (`SPECS`) at the bottom of each family's module, which override these defaults."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

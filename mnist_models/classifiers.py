@@ -14,6 +14,9 @@ from .base import Config, ModelSpec, ZooModel, as_images, image_pipeline, predic
 
 @dataclasses.dataclass
 class CNNConfig(Config):
+    """Defaults: what weights saved before a field existed were trained with (see `Config`); the shipped
+    recipes are `SPECS` below."""
+
     filters: tuple[int, int] = (32, 64)
     convs_per_block: tuple[int, int] = (1, 2)
     dense_units: int = 128

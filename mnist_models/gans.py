@@ -34,6 +34,9 @@ SAMPLE_ROWS, SAMPLE_COLS = 10, 10  # the fixed-noise grid saved after every epoc
 
 @dataclasses.dataclass
 class GANConfig(Config):
+    """Defaults: what weights saved before a field existed were trained with (see `Config`); the shipped
+    recipes are `SPECS` below."""
+
     kind: str = "dcgan"
     latent_dim: int = 100
     width: int = 24  # channels of the conv nets' first level (doubled at the next); units/8 of the MLP's

@@ -16,6 +16,9 @@ from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, to_fl
 
 @dataclasses.dataclass
 class VAEConfig(Config):
+    """Defaults: what weights saved before a field existed were trained with (see `Config`); the shipped
+    recipes are `SPECS` below."""
+
     latent_dim: int = 2
     filters: tuple[int, int] = (16, 32)
     dense_units: int = 256

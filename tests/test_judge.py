@@ -3,10 +3,9 @@ from keras import layers
 
 from mnist_models import registry
 from mnist_models.classifiers import CNNClassifier, CNNConfig
-from mnist_models.gans import GAN
+from mnist_models.gans import GAN, GANConfig
 from mnist_models.judge import JudgeClassifier, JudgeConfig
 from mnist_models.training import TrainSettings, train
-from tests.test_gans import tiny
 
 TINY = JudgeConfig(widths=(4, 8))
 
@@ -45,7 +44,7 @@ def test_tiny_judge_learns_and_round_trips(tmp_path, mnist_test_float):
 
 def test_a_gan_is_scored_under_every_scorer_with_its_suffix(mnist):
     (_, _), (x_test, y_test) = mnist
-    gan = GAN(tiny("acgan"))
+    gan = GAN(GANConfig(kind="acgan", latent_dim=8, width=4))
     scores = gan.evaluate(x_test, y_test, n=200,
                           scorers={"": CNNClassifier(CNNConfig(filters=(4, 8), dense_units=16)),
                                    "_judge": JudgeClassifier(TINY)})
