@@ -60,3 +60,16 @@ def test_import_weights_installs_a_zip_and_refuses_a_bad_one(tmp_path):
     refused = cli("import-weights", str(bad), "--into", str(tmp_path / "other"))
     assert refused.returncode == 2 and refused.stderr.startswith("error: ")
     assert not (tmp_path / "other" / "manifest.json").exists()
+
+
+def test_train_starts_from_given_weights_or_says_why_not(tmp_path):
+    common = ["--epochs", "1", "--train-size", "128", "--out", str(tmp_path / "out")]
+    refused = cli("train", "ae_vanilla", "--init", str(tmp_path / "nowhere"), *common)
+    assert refused.returncode == 2 and "no trained weights for ae_vanilla on mnist" in refused.stderr, refused.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    done = cli("train", "ae_vanilla", "--init", "shipped", *common)
+    assert done.returncode == 0, done.stderr[-2000:]
+    started = registry.read_manifest(tmp_path / "out")["ae_vanilla-mnist"]["init"]
+    shipped = registry.read_manifest()["ae_vanilla-mnist"]
+    assert started["from"] == "shipped" and started["dataset"] == "mnist"
+    assert started["weights_sha256"] == {part: f["sha256"] for part, f in shipped["weights"].items()}
