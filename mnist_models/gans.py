@@ -53,6 +53,10 @@ class GANConfig(Config):
     # > 0: the shipped generator (and encoder) is the exponential moving average of its weights over training
     # steps (Yazıcı et al. 2019), which smooths out the step-to-step wobble of GAN training; 0: the last step's
     ema_momentum: float = 0.0
+    # > 0 (kinds with classes or codes): the mode-seeking term of Mao et al. 2019 with this weight. Two noises for
+    # the same class should give images as far apart as the noises are; the generator pays 1 / that ratio, so a
+    # generator that ignores its noise within a class (one image per class) pays a lot
+    mode_seeking: float = 0.0
     batch_norm: bool = False  # BatchNorm in the conv generator, as in the DCGAN paper (the AE-AC-GAN recipe has none)
     # > 0: a hidden dense layer of this many units on the discriminator's conv features. Without it the real/fake
     # logit is a linear sum of local patch scores, which sees strokes but hardly whether they make a digit
@@ -166,6 +170,8 @@ class AdversarialNetwork(keras.Model):
             names.append("class_accuracy" if config.conditional else "code_accuracy")
         if encoder is not None:
             names.append("reconstruction_mae")
+        if config.mode_seeking and config.codes:
+            names.append("noise_response")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -255,6 +261,13 @@ class AdversarialNetwork(keras.Model):
             g_loss = bce(ops.ones_like(fake_logit), fake_logit)
             if cfg.codes:
                 g_loss += cce(fake_classes, fake_class)
+            if cfg.mode_seeking and cfg.codes:
+                other_noise = self._noise(batch)
+                others = self.generator([other_noise, fake_classes], training=True)
+                response = (ops.mean(ops.abs(fakes - others))
+                            / ops.mean(ops.abs(gen_inputs[0] - other_noise)))  # image change per noise change
+                g_loss += cfg.mode_seeking / (response + 1e-5)
+                self.trackers["noise_response"].update_state(response)
             if self.encoder is not None:
                 codes = self.encoder(images, training=True)
                 reconstruction = self.generator([codes, labels], training=True)
@@ -300,6 +313,8 @@ class GAN(ZooModel):
         "class_accuracy": "how often the discriminator's class head reads the class the generator was asked for",
         "code_accuracy": "how often the discriminator tells back the categorical code a sample was drawn with",
         "reconstruction_mae": "encoder → generator round trip on real images: mean absolute error per pixel",
+        "noise_response": "how far two samples of one class are apart per unit of noise between them (near 0: "
+                          "the generator ignores its noise, one image per class)",
     }
 
     def build(self) -> None:

@@ -281,3 +281,13 @@ def test_shipped_conditional_gans_draw_the_class_asked_for(name, floor):
     images = registry.load(name).generate_class(classes, seed=123)
     accuracy = (registry.load("cnn").classify(images).argmax(1) == classes).mean()
     assert accuracy >= floor, accuracy
+
+
+def test_mode_seeking_term_measures_how_much_the_noise_changes_a_class(mnist):
+    """With `mode_seeking`, the generator step also draws each asked class from a second noise and logs how far
+    the two images are apart per unit of noise; the term is large for a generator that ignores its noise."""
+    (x, y), _ = mnist
+    gan = GAN(tiny("aeacgan", mode_seeking=1.0))
+    logs = gan.compile(2e-4).fit(gan.train_dataset(x[:64], y[:64], 32, seed=0), epochs=1, verbose=0).history
+    assert 0 < logs["noise_response"][0] < 10
+    assert "noise_response" in gan.network.trackers and "noise_response" not in GAN(tiny("aeacgan")).network.trackers
