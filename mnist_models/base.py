@@ -80,8 +80,8 @@ class ZooModel:
         raise NotImplementedError
 
     def preview_images(self, x_uint8: np.ndarray):
-        """A function that draws a (rows, cols, 28, 28) grid of what the model makes now (shown after each
-        epoch while training), or None for models that do not draw."""
+        """A function that draws a (rows, cols, 28, 28) grid of what the model makes now of fixed inputs (the Train
+        page calls it every couple of seconds while training), or None for models that do not draw."""
         return None
 
     def forget_history(self) -> None:

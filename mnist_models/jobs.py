@@ -205,15 +205,16 @@ class TrainingJob:
             _release_file_lock()
 
 
-VIEW_DIGITS = 500  # fixed test digits: a classifier's answers on all of them; the first 8 for models that draw
+VIEW_DIGITS = 500  # fixed test digits: a classifier's answers on all of them
+DRAWN_DIGITS = 16  # the first of them, for the models that redraw their input
 
 
 def view_function(model, x_uint8: np.ndarray):
     """What the page shows of a model, before, during and after a training, on fixed inputs: the grid a drawing
-    model draws (an autoencoder's or CapsNet's redrawings of the first 8, a GAN's samples from its fixed noise),
+    model draws (an autoencoder's or CapsNet's redrawings of the first 16, a GAN's samples from its fixed noise),
     or the digits a classifier reads in all of them. A function, called again for every preview; None for a
     model that does neither."""
-    draw = model.preview_images(x_uint8[:8])
+    draw = model.preview_images(x_uint8[:DRAWN_DIGITS])
     if draw is not None:
         return draw
     if hasattr(model, "classify"):

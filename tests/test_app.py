@@ -209,7 +209,7 @@ def test_train_page_starts_a_job_shows_before_after_and_hands_out_the_weights(tm
     captions = [i.proto.imgs[0].caption for i in at.get("image")]
     assert any(c.startswith("before") for c in captions) and any(c.startswith("after") for c in captions)
     snap = job.store.snapshot()
-    assert snap.before_view.shape == snap.after_view.shape == (2, 8, 28, 28)
+    assert snap.before_view.shape == snap.after_view.shape == (2, 16, 28, 28)
     assert not np.array_equal(snap.before_view[1], snap.after_view[1])  # other weights, other reconstructions
     assert "Download these weights" in [b.label for b in at.get("download_button")]
     assert "Download the previews as a GIF" in [b.label for b in at.get("download_button")]

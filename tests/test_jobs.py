@@ -49,7 +49,7 @@ def test_a_second_job_can_start_after_the_first_ends(tmp_path):
     assert snap.status == "finished", snap.message
     assert len(snap.previews) >= 2  # at the start and after the epoch
     assert snap.previews[0].step == 0 and snap.previews[-1].step == 4
-    assert all(p.view.shape == (2, 8, 28, 28) and p.view.dtype == np.uint8 for p in snap.previews)
+    assert all(p.view.shape == (2, 16, 28, 28) and p.view.dtype == np.uint8 for p in snap.previews)
     second = jobs.start(settings, "b", out_dir=tmp_path, config={"kind": "vanilla", "code_size": 4})
     second.thread.join(timeout=120)
     assert second.store.snapshot().status == "finished"
