@@ -17,6 +17,17 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test also reports the end of the app server's log: what the server did or raised."""
+    report = yield
+    log = ARTIFACTS / "streamlit-server.log"
+    if report.failed and log.is_file():
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        report.sections.append(("streamlit server log (last 40 lines)", "\n".join(tail)))
+    return report
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_models import photos
-from tests.e2e.browser import NAV_LINK, act, new_page
+from tests.e2e.browser import NAV_LINK, act, new_page, page_state
 from tests.e2e.conftest import CHROMIUM, wait_idle
 
 
@@ -45,7 +45,11 @@ def test_a_photo_from_the_camera_is_cleaned_and_read(browser, server, tmp_path, 
                                            return v && v.readyState >= 2 && v.videoWidth > 0; }""")
         act(page, page.get_by_role("button", name="Take Photo").click)
         verdict = page.get_by_text(re.compile("CNN says"))
-        verdict.wait_for()
+        try:
+            verdict.wait_for()
+        except Exception as error:
+            page.screenshot(path="test-artifacts/camera-failed.png", full_page=True)
+            raise AssertionError(f"no verdict after the photo; the page showed: {page_state(page)}") from error
         assert re.search(rf"CNN says {y_test[0]}\b", verdict.inner_text()), verdict.inner_text()
         page.get_by_text("the ink found").wait_for()
         page.screenshot(path="test-artifacts/camera-digit.png", full_page=True)
