@@ -216,6 +216,6 @@ SPECS = [
     ModelSpec("ae_conv", Autoencoder, ("mnist",), "Convolutional autoencoder", epochs=10, config={"kind": "conv"}),
     ModelSpec("ae_sparse", Autoencoder, ("mnist",), "Sparse autoencoder (L1 code penalty)", epochs=15,
               batch_size=256, config={"kind": "sparse", "code_size": 64, "l1": 1e-3}),
-    ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder", epochs=8, lr_decay=0.85,
-              config={"kind": "denoising"}),
+    ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder (U-Net)", epochs=20, lr_decay=0.88,
+              config={"kind": "denoising", "filters": (32, 64, 128)}),
 ]
