@@ -154,9 +154,21 @@ def multimnist_training(batches: int, rounds: int = 3) -> dict[str, float]:
     return {name: float(np.median(r)) for name, r in rates.items()}
 
 
+class _TrainingSpan(keras.callbacks.Callback):
+    """Seconds from the first batch's start to the epoch's end, after the other callbacks' epoch-end work: the
+    previews taken during and at the end of the epoch count, the one taken before training starts does not."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self.started
+
+
 def preview_overhead(batches: int, rounds: int = 3) -> dict[str, tuple[float, float, int]]:
     """Training images/s of three models without and with the Train page's live previews (as often as the page
-    takes them), interleaved in one process: {model: (plain, with previews, previews taken)}."""
+    takes them), interleaved in one process: {model: (plain, with previews, previews taken per epoch)}."""
     from .jobs import MetricsCallback, MetricsStore, view_function
     from .training import TrainSettings
 
@@ -169,14 +181,14 @@ def preview_overhead(batches: int, rounds: int = 3) -> dict[str, tuple[float, fl
         data = model.train_dataset(x_train[:count], y_train[:count], spec.batch_size, seed=0).cache()
         trainer.fit(data.take(2), epochs=1, verbose=0)  # trace and warm up
         view = view_function(model, x_test[:500])
+        view()
         plain, previewed, taken = [], [], 0
         for _ in range(rounds):
             for rates, with_view in ((plain, None), (previewed, view)):
-                store = MetricsStore(TrainSettings(model=name).resolved(), "bench", batches)
-                started = time.perf_counter()
-                trainer.fit(data, epochs=1, verbose=0, callbacks=[MetricsCallback(store, batches, with_view)])
-                rates.append(count / (time.perf_counter() - started))
-                taken += len(store.snapshot().previews) if with_view else 0
+                store, span = MetricsStore(TrainSettings(model=name).resolved(), "bench", batches), _TrainingSpan()
+                trainer.fit(data, epochs=1, verbose=0, callbacks=[MetricsCallback(store, batches, with_view), span])
+                rates.append(count / span.seconds)
+                taken += len(store.snapshot().previews) - 1 if with_view else 0  # not the one before training
         out[name] = (float(np.median(plain)), float(np.median(previewed)), taken // rounds)
     return out
 
@@ -241,7 +253,7 @@ def run(what: str, args) -> int:
         print(f"{'cnn / capsnet':16s} {rates['cnn_multi'] / rates['capsnet_multi']:8.2f}×")
     elif what == "previews":
         for name, (plain, previewed, taken) in preview_overhead(args.batches).items():
-            print(f"{name:8s} {plain:8.1f} images/s plain, {previewed:8.1f} with {taken} previews: "
+            print(f"{name:8s} {plain:8.1f} images/s plain, {previewed:8.1f} with {taken} previews an epoch: "
                   f"{previewed / plain:6.3f}× ({1 - previewed / plain:+.1%} slower)")
     elif what == "presets":
         import json
