@@ -39,6 +39,23 @@ class Pairs(NamedTuple):
     labels: np.ndarray  # (N, 2) int64: the two classes, always different
 
 
+MNIST_CENTRE = MAX_SHIFT + 14  # in the 36×36 frame
+
+
+def centred_28(images: np.ndarray) -> np.ndarray:
+    """(N, 36, 36) single digits → (N, 28, 28), each moved whole pixels so that its centre of mass sits where
+    MNIST puts it (pixel 14, 14 of the 28×28), for a classifier of MNIST digits."""
+    out = np.zeros((len(images), 28, 28), np.float32)
+    rows, cols = np.arange(FRAME)[:, None], np.arange(FRAME)[None, :]
+    for i, image in enumerate(images):
+        mass = image.sum()
+        dy, dx = ((int(round((image * rows).sum() / mass - MNIST_CENTRE)),
+                   int(round((image * cols).sum() / mass - MNIST_CENTRE))) if mass > 0 else (0, 0))
+        dy, dx = np.clip([dy, dx], -MAX_SHIFT, MAX_SHIFT)
+        out[i] = image[MAX_SHIFT + dy:MAX_SHIFT + dy + 28, MAX_SHIFT + dx:MAX_SHIFT + dx + 28]
+    return out
+
+
 def place(digits: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) digits → float32 (N, 36, 36), each moved by its (dy, dx) in [-4, 4] from the centre."""
     if np.abs(shifts).max(initial=0) > MAX_SHIFT:
@@ -213,9 +230,13 @@ class MultiCapsNet(ZooModel):
             raise ValueError("digit must be between 0 and 9")
         return self._redraw_from(poses, classes)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    needs_scorer = True
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, scorers: dict | None = None) -> dict[str, float]:
         """On the fixed 10,000 test pairs: both digits named, and each redrawn from its true capsule against
-        that digit alone."""
+        that digit alone. With `scorers` ({suffix: MNIST classifier}, see `registry.evaluate`), also how often
+        each reads a redrawing as its digit (`redraw_read{suffix}`), beside the same for the digits themselves
+        (`redraw_read{suffix}_real`, the ceiling): a separation judged by a model that never saw a pair."""
         pairs = test_pairs(x, y)
 
         def run(index):
@@ -223,8 +244,15 @@ class MultiCapsNet(ZooModel):
             return lengths, np.stack([self._redraw_from(poses, pairs.labels[index, k]) for k in range(2)], 1)
         lengths, redrawn = predict_batches(run, np.arange(len(pairs.labels)), 500)
         corr = correlation(redrawn, pairs.digits)
-        return {**_scores(lengths, pairs.labels), "redraw_mse": float(np.mean((redrawn - pairs.digits) ** 2)),
-                "redraw_correlation": float(corr.mean())}
+        result = {**_scores(lengths, pairs.labels), "redraw_mse": float(np.mean((redrawn - pairs.digits) ** 2)),
+                  "redraw_correlation": float(corr.mean())}
+        truth = pairs.labels.reshape(-1)
+        for suffix, scorer in (scorers or {}).items():
+            for name, images in (("", redrawn), ("_real", pairs.digits)):
+                (probs,) = predict_batches(lambda b, s=scorer: (s.classify(centred_28(b)),),
+                                           images.reshape(-1, FRAME, FRAME))
+                result[f"redraw_read{suffix}{name}"] = float(np.mean(probs.argmax(1) == truth))
+        return result
 
 
 @dataclasses.dataclass

@@ -89,6 +89,8 @@ def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
     scores = model.evaluate(x_test[:200], y_test[:200])
     assert 0 <= scores["pair_accuracy"] <= scores["digit_accuracy"] <= 1
     if name == "capsnet_multi":
+        judged = model.evaluate(x_test[:200], y_test[:200], scorers={"_cnn": registry.load("cnn")})
+        assert 0 <= judged["redraw_read_cnn"] <= 1 and judged["redraw_read_cnn_real"] >= 0.95  # real digits: ceiling
         assert reading.redrawn.shape == (8, 2, 36, 36)
         assert model.redraw(pairs.images, 4).shape == (8, 36, 36)
         assert -1 <= scores["redraw_correlation"] <= 1 and scores["redraw_mse"] >= 0
@@ -120,3 +122,11 @@ def test_to_multimnist_places_two_pens_like_a_pair(mnist):
     assert all(abs(c - 18) <= 1 for c in com)
     with pytest.raises(ValueError, match="draw two digits"):
         mm.to_multimnist(np.zeros((2, 50, 50)))
+
+
+def test_a_digit_placed_in_the_frame_comes_back_centred_for_a_classifier(mnist):
+    (_, _), (x_test, _) = mnist
+    shifts = np.random.default_rng(3).integers(-4, 5, size=(50, 2))
+    back = mm.centred_28(mm.place(x_test[:50], shifts))
+    same = [np.array_equal(b, d / np.float32(255)) for b, d in zip(back, x_test[:50], strict=True)]
+    assert np.mean(same) >= 0.8  # MNIST centres its digits by their centre of mass too (up to a pixel's rounding)
