@@ -44,8 +44,9 @@ def start(settings: TrainSettings, config: dict | None = None) -> None:
 
 
 st.markdown("**One click:** trainings sized for this 2-core CPU, with the time each took here.")
-preset_columns = st.columns(len(PRESETS))
-for column, preset in zip(preset_columns, PRESETS, strict=True):
+preset_columns = st.columns(2)  # two a row: the labels (with their times) fit at laptop width
+for index, preset in enumerate(PRESETS):
+    column = preset_columns[index % 2]
     took = preset.seconds
     duration = "" if not took else f" · ~{took:.0f} s" if took < 90 else f" · ~{took / 60:.1f} min"
     if column.button(f"{preset.title}{duration}", key=f"preset_{preset.key}", help=preset.what, disabled=busy,
