@@ -128,7 +128,7 @@ def show_previews(snap, job_id: str) -> None:
         show_answers(preview.view, snap.settings["dataset"], caption)
     else:
         st.image(ui.grid_png(to_float(preview.view), cell=40), caption=caption)
-        if not snap.status == "running":
+        if snap.status != "running":
             st.download_button("Download the previews as a GIF", lambda: ui.evolution_gif(
                 np.stack([p.view for p in previews]), millis=150), file_name=f"{snap.settings['model']}-training.gif",
                 mime="image/gif", icon=":material/animated_images:", key="previews_gif")
