@@ -78,7 +78,7 @@ def test_user_weights_choice_switches_what_load_returns(tmp_path, monkeypatch):
         registry.choose_user_weights("capsnet", "mnist", True)
 
 
-def test_previews_arrive_during_an_epoch_and_cost_little(tmp_path):
+def test_previews_arrive_during_an_epoch_and_cost_little(tmp_path, mnist):
     """A tiny DCGAN, one epoch of 40 batches, a preview as often as the cost limit lets: several previews come
     before the epoch ends, and the time they took stays within the limit (5 % of the training time)."""
     from mnist_models.gans import GAN, GANConfig
@@ -87,7 +87,7 @@ def test_previews_arrive_during_an_epoch_and_cost_little(tmp_path):
     settings = TrainSettings(model="dcgan", epochs=1, train_size=40 * 16, batch_size=16)
     model = GAN(GANConfig(kind="dcgan", latent_dim=8, width=4))
     store = jobs.MetricsStore(settings.resolved(), "tester", 40)
-    (_, _), (x_test, _) = registry_test_set()
+    (_, _), (x_test, _) = mnist
     callback = jobs.MetricsCallback(store, 40, jobs.view_function(model, x_test[:8]), every_s=0.0)
     started = time.perf_counter()
     train(settings, out_dir=tmp_path, callbacks=[callback], model=model)
@@ -100,17 +100,11 @@ def test_previews_arrive_during_an_epoch_and_cost_little(tmp_path):
     assert snap.preview_seconds <= 0.06 * seconds + 0.5
 
 
-def registry_test_set():
-    from mnist_models.data import load_dataset
-
-    return load_dataset("mnist")
-
-
-def test_a_classifier_previews_its_answers_on_fixed_test_digits(tmp_path):
+def test_a_classifier_previews_its_answers_on_fixed_test_digits(mnist):
     from mnist_models.classifiers import CNNClassifier
 
     model = CNNClassifier(CNNConfig.from_dict(TINY))
-    (_, _), (x_test, _) = registry_test_set()
+    (_, _), (x_test, _) = mnist
     answers = jobs.view_of(model, x_test[:jobs.VIEW_DIGITS])
     assert answers.shape == (jobs.VIEW_DIGITS,) and answers.dtype.kind == "i" and answers.max() <= 9
 
