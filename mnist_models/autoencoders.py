@@ -56,6 +56,7 @@ class AEConfig(Config):
     l1: float = 1e-5  # sparse only: activity penalty on the code
     filters: tuple[int, ...] = (16, 32)  # conv: two; denoising: one per resolution (28, 14, 7)
     max_noise: float = 0.5  # denoising: train on every noise kind at amounts up to this
+    loss: str = "binary_crossentropy"  # or "mean_squared_error", the error PSNR measures (a fine-tune's last step)
 
 
 def _dense_pair(config: AEConfig):
@@ -129,8 +130,9 @@ BUILDERS = {"vanilla": _dense_pair, "multilayer": _dense_pair, "sparse": _dense_
 class Autoencoder(ZooModel):
     config_class = AEConfig
     key_metric = "test_mse"
-    metric_help = {"loss": "binary cross-entropy between the output and the clean digit, averaged over the "
-                           "pixels (never 0: MNIST's grey edge pixels are not pure black or white)"}
+    metric_help = {"loss": "binary cross-entropy (or, if the config says so, squared error) between the output and "
+                           "the clean digit, averaged over the pixels (cross-entropy is never 0: MNIST's grey edge "
+                           "pixels are not pure black or white)"}
 
     def build(self) -> None:
         if self.config.kind not in BUILDERS:
@@ -144,7 +146,7 @@ class Autoencoder(ZooModel):
         return {"model": self.autoencoder}
 
     def compile(self, learning_rate) -> keras.Model:
-        self.autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+        self.autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=self.config.loss)
         return self.autoencoder
 
     def train_dataset(self, x, y, batch_size, seed):

@@ -57,6 +57,11 @@ class GANConfig(Config):
     # the same class should give images as far apart as the noises are; the generator pays 1 / that ratio, so a
     # generator that ignores its noise within a class (one image per class) pays a lot
     mode_seeking: float = 0.0
+    # > 0 (aeacgan): the encoder's codes are pulled towards the noise the generator is sampled with, by this weight
+    # times the 1-D Wasserstein distance (squared) between each code dimension's batch values and as many noise
+    # draws. Left alone, the codes crowd into a corner of the noise cube: reconstruction then shapes the generator
+    # only there, and random noise, elsewhere, gets one safe prototype per class
+    prior_matching: float = 0.0
     batch_norm: bool = False  # BatchNorm in the conv generator, as in the DCGAN paper (the AE-AC-GAN recipe has none)
     # > 0: a hidden dense layer of this many units on the discriminator's conv features. Without it the real/fake
     # logit is a linear sum of local patch scores, which sees strokes but hardly whether they make a digit
@@ -67,12 +72,31 @@ class GANConfig(Config):
     # the digits, found without labels) instead of one connected space whose in-between points draw digits
     # that are none of the ten
     categories: int = 0
+    # Class-conditional GANs as in the literature (Miyato & Koyama 2018, BigGAN), each a switch of its own:
+    # conditional BatchNorm: with batch_norm, every generator BatchNorm gets a scale and shift per class, so the
+    # class steers every layer and not only the input
+    cond_batch_norm: bool = False
+    # projection discriminator: the real/fake logit gains the inner product of a learned class embedding with the
+    # discriminator's features, so it judges "is this a real 7" rather than "is this real" beside a class head
+    projection: bool = False
+    # "bce": the standard (non-saturating) GAN loss; "hinge": the hinge loss of SAGAN/BigGAN, whose discriminator
+    # stops pushing on images it already judges with a margin (label smoothing then does not apply)
+    adversarial_loss: str = "bce"
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"GAN kind must be one of {KINDS}, got {self.kind!r}")
         if self.noise not in ("normal", "uniform"):
             raise ValueError(f"noise must be 'normal' or 'uniform', got {self.noise!r}")
+        if self.prior_matching and self.kind != "aeacgan":
+            raise ValueError(f"prior_matching pulls an encoder's codes to the noise: only aeacgan has an encoder, "
+                             f"not {self.kind}")
+        if self.adversarial_loss not in ("bce", "hinge"):
+            raise ValueError(f"adversarial_loss must be 'bce' or 'hinge', got {self.adversarial_loss!r}")
+        if (self.cond_batch_norm and not (self.batch_norm and self.conditional)) or (
+                self.projection and not self.conditional):
+            raise ValueError("cond_batch_norm needs batch_norm and a kind with classes; projection a kind with "
+                             f"classes (acgan, aeacgan), got {self.kind}")
         if self.categories and (self.conditional or self.categories < 2):
             raise ValueError("categories (2 or more) is for the unconditional kinds; acgan and aeacgan take the "
                              f"class itself, got {self.categories} for {self.kind}")
@@ -87,18 +111,45 @@ class GANConfig(Config):
         return 10 if self.conditional else self.categories
 
 
+@keras.saving.register_keras_serializable("mnist_models")
+class ConditionalBatchNorm(layers.Layer):
+    """BatchNorm whose scale and shift are looked up per class: [features, class] → normalised features."""
+
+    def __init__(self, classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+        self.norm = layers.BatchNormalization(center=False, scale=False)
+
+    def build(self, input_shape):
+        channels = input_shape[0][-1]
+        self.norm.build(input_shape[0])
+        self.gamma = self.add_weight(shape=(self.classes, channels), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(self.classes, channels), initializer="zeros", name="beta")
+
+    def call(self, inputs, training=None):
+        features, classes = inputs
+        normalised = self.norm(features, training=training)
+        shape = [-1] + [1] * (len(features.shape) - 2) + [features.shape[-1]]
+        gamma = ops.reshape(ops.take(self.gamma, classes, axis=0), shape)
+        beta = ops.reshape(ops.take(self.beta, classes, axis=0), shape)
+        return normalised * gamma + beta
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+
+
 def _generator_inputs(config: GANConfig):
     z = keras.Input((config.latent_dim,), name="z")
     if not config.codes:
-        return [z], z
+        return [z], z, None
     label = keras.Input((), dtype="int32", name="label")
     one_hot = layers.Lambda(lambda t: ops.one_hot(t, config.codes), output_shape=(config.codes,))(label)
-    return [z, label], layers.Concatenate()([z, one_hot])
+    return [z, label], layers.Concatenate()([z, one_hot]), label
 
 
 def build_generator(config: GANConfig) -> keras.Model:
     """(z[, label]) → image (28, 28) in [-1, 1]."""
-    inputs, x = _generator_inputs(config)
+    inputs, x, label = _generator_inputs(config)
     if config.kind == "mlp":
         for units in (config.width * 8, config.width * 16, config.width * 32):
             x = layers.LeakyReLU(0.2)(layers.Dense(units)(x))
@@ -107,7 +158,11 @@ def build_generator(config: GANConfig) -> keras.Model:
         w = config.width
 
         def activate(h):
-            return layers.LeakyReLU(0.2)(layers.BatchNormalization()(h) if config.batch_norm else h)
+            if config.cond_batch_norm:
+                h = ConditionalBatchNorm(config.codes)([h, label])
+            elif config.batch_norm:
+                h = layers.BatchNormalization()(h)
+            return layers.LeakyReLU(0.2)(h)
         x = layers.Reshape((7, 7, 4 * w))(activate(layers.Dense(7 * 7 * 4 * w)(x)))
         x = activate(layers.Conv2DTranspose(2 * w, 4, strides=2, padding="same")(x))
         x = activate(layers.Conv2DTranspose(w, 4, strides=2, padding="same")(x))
@@ -134,14 +189,23 @@ def _image_features(config: GANConfig, name: str, dropout: bool = True):
 
 
 def build_discriminator(config: GANConfig) -> keras.Model:
-    """image → real/fake logit (and 10 class logits for the conditional kinds, or the categorical code's)."""
+    """image (and, with projection, the class it is meant to show) → real/fake logit (and 10 class logits for the
+    conditional kinds, or the categorical code's)."""
     image, features = _image_features(config, "discriminator")
     if config.disc_hidden:
         features = layers.Dropout(config.dropout)(layers.LeakyReLU(0.2)(layers.Dense(config.disc_hidden)(features)))
-    outputs = [layers.Dense(1, name="real_fake")(features)]
+    real_fake = layers.Dense(1, name="real_fake")(features)
+    inputs = image
+    if config.projection:
+        label = keras.Input((), dtype="int32", name="label")
+        embedded = layers.Embedding(config.codes, features.shape[-1], name="class_embedding")(label)
+        projected = layers.Lambda(lambda t: ops.sum(t[0] * t[1], axis=-1, keepdims=True),
+                                  output_shape=(1,))([embedded, features])
+        real_fake, inputs = layers.Add()([real_fake, projected]), [image, label]
+    outputs = [real_fake]
     if config.codes:
         outputs.append(layers.Dense(config.codes, name="class" if config.conditional else "code")(features))
-    return keras.Model(image, outputs, name="discriminator")
+    return keras.Model(inputs, outputs, name="discriminator")
 
 
 def build_encoder(config: GANConfig) -> keras.Model:
@@ -158,6 +222,12 @@ def sample_noise(config: GANConfig, n: int, seed: int) -> np.ndarray:
     return rng.normal(size=(n, config.latent_dim)).astype(np.float32)
 
 
+def prior_gap(codes, noise):
+    """Mean squared gap between the sorted batch values of each code dimension and those of noise draws: the
+    squared 1-D Wasserstein distance per dimension, 0 when each dimension's values spread as the noise's do."""
+    return ops.mean(ops.square(ops.sort(ops.transpose(codes)) - ops.sort(ops.transpose(noise))))
+
+
 class AdversarialNetwork(keras.Model):
     """Trains generator and discriminator (and encoder) with two Adam optimizers, one step each per batch."""
 
@@ -172,6 +242,8 @@ class AdversarialNetwork(keras.Model):
             names.append("reconstruction_mae")
         if config.mode_seeking and config.codes:
             names.append("noise_response")
+        if config.prior_matching and encoder is not None:
+            names.append("prior_gap")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -202,7 +274,8 @@ class AdversarialNetwork(keras.Model):
     def recalibrate_batch_norm(self, samples: int = 4096):
         """Set the generator's BatchNorm statistics to those of one large batch of its own activations: the moving
         statistics were gathered with the live weights, not with the averaged ones that replace them."""
-        norms = [layer for layer in self.generator.layers if isinstance(layer, layers.BatchNormalization)]
+        norms = [layer.norm if isinstance(layer, ConditionalBatchNorm) else layer for layer in self.generator.layers
+                 if isinstance(layer, (layers.BatchNormalization, ConditionalBatchNorm))]
         if not norms:
             return
         momenta = [norm.momentum for norm in norms]
@@ -227,24 +300,36 @@ class AdversarialNetwork(keras.Model):
         classes = keras.random.randint((batch,), 0, self.config.codes, seed=self.seed_generator)
         return [self._noise(batch), classes], classes
 
-    def _discriminate(self, images):
-        outputs = self.discriminator(images, training=True)
+    def _discriminate(self, images, classes=None):
+        inputs = [images, classes] if self.config.projection else images
+        outputs = self.discriminator(inputs, training=True)
         return outputs if self.config.codes else (outputs, None)
+
+    def _discriminator_loss(self, real_logit, fake_logit):
+        cfg = self.config
+        if cfg.adversarial_loss == "hinge":
+            return ops.mean(ops.relu(1.0 - real_logit)) + ops.mean(ops.relu(1.0 + fake_logit))
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        return (bce(ops.full_like(real_logit, cfg.real_label), real_logit)
+                + bce(ops.full_like(fake_logit, cfg.fake_label), fake_logit))
+
+    def _generator_loss(self, fake_logit):
+        if self.config.adversarial_loss == "hinge":
+            return -ops.mean(fake_logit)
+        return keras.losses.BinaryCrossentropy(from_logits=True)(ops.ones_like(fake_logit), fake_logit)
 
     def train_step(self, data):
         images, labels = data  # images in [-1, 1]
         batch = ops.shape(images)[0]
         cfg = self.config
-        bce = keras.losses.BinaryCrossentropy(from_logits=True)
         cce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         gen_inputs, fake_classes = self._generator_inputs(batch)
 
         with tf.GradientTape() as tape:
             fakes = self.generator(gen_inputs, training=True)
-            real_logit, real_class = self._discriminate(images)
-            fake_logit, fake_class = self._discriminate(fakes)
-            d_loss = (bce(ops.full_like(real_logit, cfg.real_label), real_logit)
-                      + bce(ops.full_like(fake_logit, cfg.fake_label), fake_logit))
+            real_logit, real_class = self._discriminate(images, labels)
+            fake_logit, fake_class = self._discriminate(fakes, fake_classes)
+            d_loss = self._discriminator_loss(real_logit, fake_logit)
             if cfg.conditional:
                 d_loss += cce(labels, real_class)
                 if cfg.fake_class_loss:
@@ -257,8 +342,8 @@ class AdversarialNetwork(keras.Model):
         g_weights = self._generator_side_weights()
         with tf.GradientTape() as tape:
             fakes = self.generator(gen_inputs, training=True)
-            fake_logit, fake_class = self._discriminate(fakes)
-            g_loss = bce(ops.ones_like(fake_logit), fake_logit)
+            fake_logit, fake_class = self._discriminate(fakes, fake_classes)
+            g_loss = self._generator_loss(fake_logit)
             if cfg.codes:
                 g_loss += cce(fake_classes, fake_class)
             if cfg.mode_seeking and cfg.codes:
@@ -274,6 +359,10 @@ class AdversarialNetwork(keras.Model):
                 per_image = ops.mean(ops.abs(reconstruction - images), axis=(1, 2))
                 # averaged over the global batch, so that replicas' summed gradients are the mean's
                 g_loss += cfg.reconstruction_weight * tf.nn.compute_average_loss(per_image)
+                if cfg.prior_matching:
+                    gap = prior_gap(codes, self._noise(batch))
+                    g_loss += cfg.prior_matching * gap
+                    self.trackers["prior_gap"].update_state(gap)
                 self.trackers["reconstruction_mae"].update_state(ops.mean(per_image) / 2)  # [0, 1] pixel units
         grads = tape.gradient(g_loss, g_weights)
         self.g_optimizer.apply_gradients(zip(grads, g_weights, strict=True))
@@ -306,13 +395,15 @@ class GAN(ZooModel):
     higher_is_better = False
     metric_help = {
         "d_loss": "discriminator: how badly it tells real from generated images (about 1.4 = 2·ln 2 when it "
-                  "cannot tell them apart)",
+                  "cannot tell them apart; 2 with the hinge loss)",
         "g_loss": "generator: how badly it fools the discriminator; it falls while the generator is winning",
         "d_real": "the discriminator's mean probability that a real image is real",
         "d_fake": "its mean probability that a generated image is real (both near 0.5: a standoff)",
         "class_accuracy": "how often the discriminator's class head reads the class the generator was asked for",
         "code_accuracy": "how often the discriminator tells back the categorical code a sample was drawn with",
         "reconstruction_mae": "encoder → generator round trip on real images: mean absolute error per pixel",
+        "prior_gap": "how far the encoder's codes are spread unlike the noise the generator is sampled with "
+                     "(squared gap between sorted values, per code dimension; 0: spread alike)",
         "noise_response": "how far two samples of one class are apart per unit of noise between them (near 0: "
                           "the generator ignores its noise, one image per class)",
     }
@@ -455,8 +546,11 @@ class GAN(ZooModel):
 
     def _head_probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax of the discriminator's class (or code) head."""
+        inputs = tf.convert_to_tensor(as_images(images) * 2.0 - 1.0)
+        if self.config.projection:  # the class head does not depend on the class given to the projection
+            inputs = [inputs, tf.zeros((inputs.shape[0],), tf.int32)]
         with self.lock:
-            _, logits = self._discriminate(tf.convert_to_tensor(as_images(images) * 2.0 - 1.0))
+            _, logits = self._discriminate(inputs)
         return tf.nn.softmax(logits).numpy()
 
     def autoencode(self, images: np.ndarray, classes=None) -> np.ndarray:
