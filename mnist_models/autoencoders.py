@@ -56,7 +56,14 @@ class AEConfig(Config):
     l1: float = 1e-5  # sparse only: activity penalty on the code
     filters: tuple[int, ...] = (16, 32)  # conv: two; denoising: one per resolution (28, 14, 7)
     max_noise: float = 0.5  # denoising: train on every noise kind at amounts up to this
+    noise_shares: tuple[float, ...] = (1.0, 1.0, 1.0)  # denoising: how often each of NOISE_KINDS is drawn (relative)
     loss: str = "binary_crossentropy"  # or "mean_squared_error", the error PSNR measures (a fine-tune's last step)
+
+    def __post_init__(self):
+        shares = self.noise_shares
+        if len(shares) != len(NOISE_KINDS) or min(shares) < 0 or sum(shares) <= 0:
+            raise ValueError(f"noise_shares: one weight ≥ 0 for each of {', '.join(NOISE_KINDS)}, not all 0; "
+                             f"got {shares}")
 
 
 def _dense_pair(config: AEConfig):
@@ -160,10 +167,13 @@ class Autoencoder(ZooModel):
 
     def _corrupt(self, image, seeds):
         """Training pairs for the denoiser: a random noise kind at a random amount → the clean image."""
-        kind = seeds[2] % len(NOISE_KINDS)
+        shares = np.asarray(self.config.noise_shares, np.float64)
+        bounds = tf.constant(np.cumsum(shares / shares.sum())[:-1], tf.float32)
+        draw = tf.cast(seeds[2] % 1_000_000, tf.float32) / 1_000_000.0
+        kind = tf.reduce_sum(tf.cast(draw >= bounds, tf.int32))
         amount = tf.random.stateless_uniform((), seeds[:2], 0.0, self.config.max_noise)
         branches = [lambda k=k: noise_tf(image, k, amount, seeds[:2] + 7) for k in NOISE_KINDS]
-        return tf.switch_case(tf.cast(kind, tf.int32), branches), image
+        return tf.switch_case(kind, branches), image
 
     # --- inference --------------------------------------------------------------------------------------
 

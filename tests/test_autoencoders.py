@@ -82,3 +82,29 @@ def test_shipped_autoencoders_meet_their_targets():
     assert denoiser["psnr_sp10"] >= 25.5 and denoiser["ssim_sp10"] >= 0.95
     assert denoiser["psnr_gauss03"] >= 23.8 and denoiser["ssim_gauss03"] >= 0.93
     assert manifest["ae_conv-mnist"]["metrics"]["test_mse"] < manifest["ae_vanilla-mnist"]["metrics"]["test_mse"]
+
+
+def test_denoiser_draws_noise_kinds_at_the_shares_asked(mnist):
+    """Training pairs: each image gets one noise kind, as often as `noise_shares` says."""
+    (x, y), _ = mnist
+    counts = {}
+    for shares in [(1.0, 1.0, 1.0), (2.0, 1.0, 0.0)]:
+        model = Autoencoder(AEConfig(kind="denoising", filters=(4, 8), noise_shares=shares))
+        kinds = []
+        for noisy, clean in model.train_dataset(x[:3000], y[:3000], 500, seed=0):
+            kinds.append(classify_noise(noisy.numpy(), clean.numpy()))
+        counts[shares] = np.bincount(np.concatenate(kinds), minlength=3) / 3000
+    np.testing.assert_allclose(counts[(1.0, 1.0, 1.0)], 1 / 3, atol=0.04)
+    np.testing.assert_allclose(counts[(2.0, 1.0, 0.0)], [2 / 3, 1 / 3, 0.0], atol=0.04)
+    with pytest.raises(ValueError, match="noise_shares"):
+        AEConfig(kind="denoising", noise_shares=(1.0, 1.0))
+
+
+def classify_noise(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """Which of NOISE_KINDS made each noisy image: 0 gaussian (values between 0 and 1 changed), 1 salt & pepper
+    (pixels set to 0 or 1, some to 1 where the digit was not), 2 masking (pixels only set to 0)."""
+    changed = np.abs(noisy - clean) > 1e-6
+    extreme = (noisy == 0.0) | (noisy == 1.0)
+    gaussian = np.any(changed & ~extreme, axis=(1, 2))
+    salted = np.any(changed & (noisy == 1.0), axis=(1, 2))
+    return np.where(gaussian, 0, np.where(salted, 1, 2))
