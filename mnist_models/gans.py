@@ -4,11 +4,13 @@ The kinds differ only in their sub-networks and a few switches (following keras.
 examples, and the E/F/MNIST AE-AC-GAN recipe):
 - `mlp`: dense generator and discriminator.
 - `dcgan`: transposed convolutions up from 7×7; a strided-conv discriminator with LeakyReLU and Dropout. The zoo's
-  DCGAN has BatchNorm in its generator (`batch_norm`, as in the DCGAN paper), which learned faster here; the other
-  kinds have none, as the AE-AC-GAN recipe says.
+  DCGAN and ACGAN have BatchNorm in their generators (`batch_norm`, as in the DCGAN paper), which learned faster
+  here; the MLP GAN and the AE-AC-GAN have none, as the AE-AC-GAN recipe says.
 - `acgan`: the same conv nets, the class one-hot joined to the noise, and an auxiliary class head on the
   discriminator; both players also minimise the class cross-entropy (the head's on real images only by default
-  in the zoo: see `fake_class_loss`).
+  in the zoo: see `fake_class_loss`). The zoo's ACGAN adds what the class-conditional GAN literature does:
+  per-class BatchNorm in the generator (`cond_batch_norm`), a projection discriminator (`projection`, Miyato &
+  Koyama 2018) and the hinge loss (`adversarial_loss`), each measured on its own (docs/training-notes.md).
 - `aeacgan`: ACGAN plus an encoder that maps an image to the generator's noise input, so the generator doubles
   as a decoder (MAE reconstruction); uniform [0, 1] noise, labels smoothed to 0.9 / 0.1, Gaussian noise
   (stddev 0.05) on the discriminator's input.
@@ -666,7 +668,8 @@ SPECS = [
               config={"kind": "dcgan", "batch_norm": True, "disc_hidden": 256, "categories": 10,
                       "ema_momentum": 0.999}),
     ModelSpec("acgan", GAN, ("mnist",), "ACGAN (noise + class)", epochs=10, learning_rate=2e-4,
-              config={"kind": "acgan", "fake_class_loss": False, "ema_momentum": 0.999}),
+              config={"kind": "acgan", "fake_class_loss": False, "ema_momentum": 0.999, "batch_norm": True,
+                      "disc_hidden": 256, "cond_batch_norm": True, "projection": True, "adversarial_loss": "hinge"}),
     ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10, learning_rate=2e-4,
               config={"kind": "aeacgan", "noise": "uniform", "real_label": 0.9, "fake_label": 0.1,
                       "input_noise": 0.05, "fake_class_loss": False, "ema_momentum": 0.999}),
