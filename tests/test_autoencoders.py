@@ -78,9 +78,9 @@ def test_shipped_denoiser_cleans_real_noisy_digits(mnist_test_float):
 def test_shipped_autoencoders_meet_their_targets():
     manifest = registry.read_manifest()
     denoiser = manifest["ae_denoising-mnist"]["metrics"]
-    # issue 20's targets: s&p 10 % ≥ 25.5 dB, SSIM ≥ 0.95; Gaussian σ 0.3 ≥ 24 dB (missed: 23.8), SSIM ≥ 0.93
+    # issue 20's targets: s&p 10 % ≥ 25.5 dB, SSIM ≥ 0.95; Gaussian σ 0.3 ≥ 24 dB, SSIM ≥ 0.93
     assert denoiser["psnr_sp10"] >= 25.5 and denoiser["ssim_sp10"] >= 0.95
-    assert denoiser["psnr_gauss03"] >= 23.8 and denoiser["ssim_gauss03"] >= 0.93
+    assert denoiser["psnr_gauss03"] >= 24.0 and denoiser["ssim_gauss03"] >= 0.93
     assert manifest["ae_conv-mnist"]["metrics"]["test_mse"] < manifest["ae_vanilla-mnist"]["metrics"]["test_mse"]
 
 
