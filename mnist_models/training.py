@@ -216,13 +216,16 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras's BackupAndRestore, made safe for several workers: every worker restores from the backup, only the
     chief writes it, and each file is replaced atomically (a kill mid-write leaves the previous backup). The zoo
     model's artifacts (a GAN's per-epoch samples and loss curves) are backed up too, so a restarted run keeps
-    the epochs before the restart; the backup must then be the last callback, after those that record them."""
+    the epochs before the restart; the backup must then be the last callback, after those that record them.
+    So are the seconds each epoch took (`timer`'s), so the manifest's training time includes the stopped process's."""
 
-    def __init__(self, backup_dir: Path, chief: bool, owner: ZooModel):
+    def __init__(self, backup_dir: Path, chief: bool, owner: ZooModel, timer: EpochTimer):
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
-        self.chief, self.owner = chief, owner
+        self.chief, self.owner, self.timer = chief, owner, timer
         self.resumed_from_epoch = 0
+        self.seconds_before_restart: list[float] = []  # per epoch, of the processes that trained before this one
         self._artifacts_path = Path(backup_dir) / "artifacts.npz"
+        self._timing_path = Path(backup_dir) / "seconds_per_epoch.json"
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -230,6 +233,8 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.resumed_from_epoch and self._artifacts_path.is_file():
             with np.load(self._artifacts_path, allow_pickle=False) as arrays:
                 self.owner.load_artifacts(dict(arrays))
+        if self.resumed_from_epoch and self._timing_path.is_file():
+            self.seconds_before_restart = json.loads(self._timing_path.read_text())[:self.resumed_from_epoch]
 
     def _save_model(self):
         if not self.chief:
@@ -240,6 +245,8 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         write_atomic(Path(self._training_metadata_path), lambda tmp: Path(tmp).write_text(progress))
         if arrays := self.owner.artifacts():
             write_atomic(Path(self._artifacts_path), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+        seconds = json.dumps(self.seconds_before_restart + self.timer.seconds)
+        write_atomic(self._timing_path, lambda tmp: Path(tmp).write_text(seconds))
 
     def on_train_end(self, logs=None):
         if self.chief:
@@ -349,7 +356,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         budget.daemon = True
     if stop_event is not None:
         all_callbacks.append(StopOnEvent(stop_event))
-    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model) if backup_dir else None
+    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model, timer) if backup_dir else None
     if backup:
         all_callbacks.append(backup)
     started = time.perf_counter()
@@ -362,7 +369,10 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     finally:
         if settings.max_minutes:
             budget.cancel()
-    seconds = time.perf_counter() - started
+    # a run restarted from its backup trained its first `resumed_from_epoch` epochs in the stopped process
+    before_restart = backup.seconds_before_restart if backup else []
+    seconds_per_epoch = before_restart + timer.seconds
+    seconds = time.perf_counter() - started + sum(before_restart)
     if nan_guard.diverged:
         raise FloatingPointError("training diverged (loss became NaN or infinite); nothing was saved. "
                                  "Try a smaller learning rate.")
@@ -387,13 +397,12 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         **({"fresh_parts": list(fresh_parts)} if fresh_parts else {}),
         **({"init": model.started_from} if model.started_from else {}),
         "seconds_total": round(seconds, 1),
-        "seconds_per_epoch": [round(s, 1) for s in timer.seconds],
+        "seconds_per_epoch": [round(s, 1) for s in seconds_per_epoch],
         "metrics": metrics,
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "versions": package_versions(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
         "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        # a run restarted from its backup trained its first `resumed_from_epoch` epochs in the stopped process
         "epochs_total": epochs_completed + (backup.resumed_from_epoch if backup else 0)
         + sum(r["epochs_completed"] + r.get("resumed_from_epoch", 0) for r in earlier_runs),
         **({"earlier_runs": earlier_runs,

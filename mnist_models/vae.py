@@ -22,6 +22,7 @@ class VAEConfig(Config):
     latent_dim: int = 2
     filters: tuple[int, int] = (16, 32)
     dense_units: int = 256
+    dropout: float = 0.0  # after the dense layers while training: against a decoder that memorises training digits
 
 
 @keras.saving.register_keras_serializable("mnist_models")
@@ -46,13 +47,18 @@ class Sampling(layers.Layer):
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
 
+def _dropout(config: VAEConfig, x):
+    """Dropout layers only where asked, so the networks of weights saved without them stay layer for layer."""
+    return layers.Dropout(config.dropout)(x) if config.dropout else x
+
+
 def build_encoder(config: VAEConfig) -> keras.Model:
     f1, f2 = config.filters
     images = keras.Input((28, 28))
     x = layers.Reshape((28, 28, 1))(images)
     x = layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu")(x)
-    x = layers.Dense(config.dense_units, activation="relu")(layers.Flatten()(x))
+    x = _dropout(config, layers.Dense(config.dense_units, activation="relu")(layers.Flatten()(x)))
     z_mean = layers.Dense(config.latent_dim, name="z_mean")(x)
     z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(x)
     z = Sampling()([z_mean, z_log_var])
@@ -62,8 +68,8 @@ def build_encoder(config: VAEConfig) -> keras.Model:
 def build_decoder(config: VAEConfig) -> keras.Model:
     f1, f2 = config.filters
     z = keras.Input((config.latent_dim,))
-    x = layers.Dense(config.dense_units, activation="relu")(z)
-    x = layers.Dense(7 * 7 * f2, activation="relu")(x)
+    x = _dropout(config, layers.Dense(config.dense_units, activation="relu")(z))
+    x = _dropout(config, layers.Dense(7 * 7 * f2, activation="relu")(x))
     x = layers.Reshape((7, 7, f2))(x)
     x = layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu")(x)

@@ -211,6 +211,8 @@ def test_a_run_restarted_from_its_backup_keeps_the_earlier_epochs_samples_and_lo
     result = train(settings, **run)
     entry = registry.read_manifest(tmp_path / "weights")["dcgan-mnist"]
     assert entry["resumed_from_epoch"] == 2 and entry["epochs_completed"] == 1 and entry["epochs_total"] == 3
+    assert len(entry["seconds_per_epoch"]) == 3  # the training time counts the epochs before the crash
+    assert entry["seconds_total"] >= sum(entry["seconds_per_epoch"]) > 0
     assert len(result.model.evolution) == 3  # the two epochs before the crash, and the one after
     assert len(result.model.loss_history["d_loss"]) == 3  # one point an epoch (every 20 batches)
     assert not (tmp_path / "backup").exists()
@@ -276,7 +278,7 @@ def test_shipped_cnn_features_separate_real_digits_from_noise(mnist):
     assert same < 0.05 * metrics.frechet_distance(real_a, noise)
 
 
-@pytest.mark.parametrize("name, floor", [("acgan", 0.96), ("aeacgan", 0.93)])
+@pytest.mark.parametrize("name, floor", [("acgan", 0.985), ("aeacgan", 0.93)])
 def test_shipped_conditional_gans_draw_the_class_asked_for(name, floor):
     """The shipped CNN reads 1,000 generated digits as the classes they were asked to be (`evaluate` uses 10,000)."""
     classes = np.arange(1000) % 10

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -28,6 +30,17 @@ def test_shapes_grid_and_kl(mnist_test_float):
     assert metrics["test_kl"] >= 0 and metrics["test_loss"] > metrics["test_recon"]
     assert (np.random.rand(), float(keras.random.uniform(()))) == expected  # process-wide randomness untouched
     assert model.evaluate((images * 255).astype(np.uint8), labels) == metrics  # the same noise every time
+
+
+def test_dropout_acts_only_while_training(mnist_test_float):
+    """Dropout regularises training; encoding and decoding for the pages stay deterministic."""
+    model = VAE(dataclasses.replace(TINY, dropout=0.5))
+    assert sum(isinstance(layer, keras.layers.Dropout) for layer in model.decoder.layers) == 2
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in VAE(TINY).decoder.layers)
+    z = np.array([[0.5, -1.0]] * 2, np.float32)
+    np.testing.assert_array_equal(*model.decode(z))
+    trained = model.decoder(z, training=True).numpy()
+    assert not np.allclose(trained[0], trained[1])
 
 
 def test_tiny_vae_learns_and_round_trips(tmp_path, mnist_test_float):
