@@ -267,15 +267,18 @@ class AdversarialNetwork(keras.Model):
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
 
-    def use_averaged_generator(self):
+    def use_averaged_generator(self, encoded=None):
         """Replace the generator's (and encoder's) weights by their moving average, if training kept one."""
         if self.g_optimizer.use_ema:
             self.g_optimizer.finalize_variable_values(self._generator_side_weights())
-            self.recalibrate_batch_norm()
+            self.recalibrate_batch_norm(encoded)
 
-    def recalibrate_batch_norm(self, samples: int = 4096):
+    def recalibrate_batch_norm(self, encoded=None, samples: int = 4096):
         """Set the generator's BatchNorm statistics to those of one large batch of its own activations: the moving
-        statistics were gathered with the live weights, not with the averaged ones that replace them."""
+        statistics were gathered with the live weights, not with the averaged ones that replace them.
+
+        `encoded(n)` (AE-AC-GAN) gives the codes and classes of n real digits; they make half the batch, as the
+        reconstructions do in the generator's training step."""
         norms = [layer.norm if isinstance(layer, ConditionalBatchNorm) else layer for layer in self.generator.layers
                  if isinstance(layer, (layers.BatchNormalization, ConditionalBatchNorm))]
         if not norms:
@@ -284,7 +287,12 @@ class AdversarialNetwork(keras.Model):
         try:
             for norm in norms:
                 norm.momentum = 0.0  # the moving statistics become this batch's
-            self.generator(self._generator_inputs(samples)[0], training=True)
+            inputs = self._generator_inputs(samples)[0]
+            if encoded is not None:
+                codes, classes = encoded(samples // 2)
+                inputs = [ops.concatenate([inputs[0][:samples - len(codes)], codes], axis=0),
+                          ops.concatenate([inputs[1][:samples - len(codes)], classes], axis=0)]
+            self.generator(inputs, training=True)
         finally:
             for norm, momentum in zip(norms, momenta, strict=True):
                 norm.momentum = momentum
@@ -343,7 +351,17 @@ class AdversarialNetwork(keras.Model):
 
         g_weights = self._generator_side_weights()
         with tf.GradientTape() as tape:
-            fakes = self.generator(gen_inputs, training=True)
+            if self.encoder is not None:
+                # fakes and reconstructions in one pass: BatchNorm then normalises both with the same statistics,
+                # as at inference. In two passes, each with its own batch's, the generator learnt to redraw
+                # through statistics of encoded digits only, which inference (one image, moving statistics)
+                # does not have: the redrawings' error doubled.
+                codes = self.encoder(images, training=True)
+                both = self.generator([ops.concatenate([gen_inputs[0], codes], axis=0),
+                                       ops.concatenate([fake_classes, labels], axis=0)], training=True)
+                fakes, reconstruction = both[:batch], both[batch:]
+            else:
+                fakes = self.generator(gen_inputs, training=True)
             fake_logit, fake_class = self._discriminate(fakes, fake_classes)
             g_loss = self._generator_loss(fake_logit)
             if cfg.codes:
@@ -356,8 +374,6 @@ class AdversarialNetwork(keras.Model):
                 g_loss += cfg.mode_seeking / (response + 1e-5)
                 self.trackers["noise_response"].update_state(response)
             if self.encoder is not None:
-                codes = self.encoder(images, training=True)
-                reconstruction = self.generator([codes, labels], training=True)
                 per_image = ops.mean(ops.abs(reconstruction - images), axis=(1, 2))
                 # averaged over the global batch, so that replicas' summed gradients are the mean's
                 g_loss += cfg.reconstruction_weight * tf.nn.compute_average_loss(per_image)
@@ -440,7 +456,7 @@ class GAN(ZooModel):
         return ds.batch(batch_size, drop_remainder=len(x) >= batch_size).prefetch(tf.data.AUTOTUNE)
 
     def training_callbacks(self, x_train: np.ndarray) -> list[keras.callbacks.Callback]:
-        callbacks = [EvolutionRecorder(self), BatchLossRecorder(self), AveragedGenerator()]
+        callbacks = [EvolutionRecorder(self), BatchLossRecorder(self), AveragedGenerator(self, x_train)]
         return callbacks + ([CodePrior(self, x_train)] if self.config.categories else [])
 
     def artifacts(self) -> dict[str, np.ndarray]:
@@ -555,6 +571,16 @@ class GAN(ZooModel):
             _, logits = self._discriminate(inputs)
         return tf.nn.softmax(logits).numpy()
 
+    def encoded_digits(self, x_uint8: np.ndarray):
+        """AE-AC-GAN: a function giving the codes and discriminator's classes of n digits drawn from `x_uint8`."""
+        def encoded(n: int):
+            images = to_float(x_uint8[np.random.default_rng(0).choice(len(x_uint8), n, replace=n > len(x_uint8))])
+            classes = self._head_probabilities(images).argmax(axis=1).astype(np.int32)
+            with self.lock:
+                codes = self._encode(tf.convert_to_tensor(images * 2.0 - 1.0))
+            return codes, tf.convert_to_tensor(classes)
+        return encoded
+
     def autoencode(self, images: np.ndarray, classes=None) -> np.ndarray:
         """AE-AC-GAN: encode to the generator's noise input and draw it back, as the discriminator's class (or
         the given one)."""
@@ -628,8 +654,12 @@ class GAN(ZooModel):
 class AveragedGenerator(keras.callbacks.Callback):
     """At the end of training (also a stopped one), the generator takes its averaged weights before scoring."""
 
+    def __init__(self, gan: GAN, x_train: np.ndarray):
+        super().__init__()
+        self.gan, self.x_train = gan, x_train
+
     def on_train_end(self, logs=None):
-        self.model.use_averaged_generator()
+        self.gan.network.use_averaged_generator(self.gan.encoded_digits(self.x_train) if self.gan.encoder else None)
 
 
 class CodePrior(keras.callbacks.Callback):

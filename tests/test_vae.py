@@ -2,10 +2,11 @@ import dataclasses
 
 import keras
 import numpy as np
+import pytest
 
 from mnist_models import registry
 from mnist_models.training import TrainSettings, train
-from mnist_models.vae import VAE, VAEConfig
+from mnist_models.vae import VAE, VAEConfig, amortization_gap
 
 TINY = VAEConfig(latent_dim=2, filters=(4, 8), dense_units=16)
 
@@ -41,6 +42,31 @@ def test_dropout_acts_only_while_training(mnist_test_float):
     np.testing.assert_array_equal(*model.decode(z))
     trained = model.decoder(z, training=True).numpy()
     assert not np.allclose(trained[0], trained[1])
+
+
+def test_encoder_sees_shifted_digits_and_the_loss_scores_the_originals(mnist_test_float):
+    images = (mnist_test_float[0][:64] * 255).astype(np.uint8)
+    labels = mnist_test_float[1][:64]
+    shifted, originals = next(iter(VAE(dataclasses.replace(TINY, encoder_shift=1))
+                                   .train_dataset(images, labels, 64, seed=0)))
+    plain, same = next(iter(VAE(TINY).train_dataset(images, labels, 64, seed=0)))
+    np.testing.assert_array_equal(plain, same)
+    np.testing.assert_array_equal(np.sort(originals.numpy().ravel()), np.sort(images.ravel().astype(np.float32) / 255))
+    moved = [not np.array_equal(a, b) for a, b in zip(shifted.numpy(), originals.numpy(), strict=True)]
+    assert 0.5 < np.mean(moved) < 1  # 8 of the 9 offsets in ±1 px move a digit
+    for a, b in zip(shifted.numpy(), originals.numpy(), strict=True):  # each is its original, moved ≤ 1 px
+        assert any(np.array_equal(a, np.roll(np.pad(b, 1), (dy, dx), (0, 1))[1:-1, 1:-1])
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def test_amortization_gap_refines_the_encoders_posterior(mnist_test_float):
+    """Refining q(z|x) per image can only lower the loss of the same model, and it is the loss `evaluate` uses."""
+    model = VAE(TINY)
+    images = mnist_test_float[0][:20]
+    gap = amortization_gap(model, images, steps=30)
+    assert gap["refined"] < gap["amortized"] and gap["gap"] == pytest.approx(gap["amortized"] - gap["refined"])
+    scored = model.evaluate((images * 255).round().astype(np.uint8), mnist_test_float[1][:20])["test_loss"]
+    assert scored == pytest.approx(gap["amortized"], rel=0.02)  # one posterior sample against 64
 
 
 def test_tiny_vae_learns_and_round_trips(tmp_path, mnist_test_float):
