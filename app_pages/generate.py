@@ -160,7 +160,8 @@ with evolution_tab:
             st.image(ui.grid_png(to_float(frames[epoch - first]), cell=40),
                      caption=f"The same fixed noise after epoch {epoch} of {last}")
             if first > 1:
-                st.caption(f"The samples of epochs 1–{first - 1} were lost when that training was restarted.")
+                st.caption(f"The samples of epochs 1–{first - 1} were not kept: that training was restarted, or "
+                           "it started from other weights.")
             # a callable: the GIF (0.1 s to encode) is made when clicked, not on every rerun of this page
             st.download_button("Download the evolution as a GIF", lambda: ui.evolution_gif(frames),
                                file_name=f"{name}-{dataset}-evolution.gif", mime="image/gif",

@@ -296,6 +296,7 @@ def start_from(settings: TrainSettings, config: dict | None = None) -> ZooModel:
     model.started_from = {
         "from": settings.init, "folder": str(folder), "dataset": source,
         "epochs_total": entry.get("epochs_total", entry.get("epochs_completed")), "trained_at": entry.get("trained_at"),
+        "seconds_all_runs": entry.get("seconds_all_runs", entry.get("seconds_total", 0.0)),
         "metrics": entry.get("metrics", {}),
         "weights_sha256": {part: f["sha256"] for part, f in entry.get("weights", {}).items()}}
     return model
@@ -380,6 +381,8 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     epochs_completed = len(timer.seconds)
 
     metrics = registry.evaluate(model, x_test, y_test)
+    seconds_before = (sum(r["seconds_total"] for r in earlier_runs)
+                      + (model.started_from or {}).get("seconds_all_runs", 0.0))
     if not is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
         return TrainResult(settings, model, metrics, {}, epochs_completed, stopped, seconds, history.history,
                            replica_devices(strategy))
@@ -403,11 +406,12 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "versions": package_versions(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
         "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        # all the epochs and time its weights have had: earlier runs of a resumed model, the weights it started from
         "epochs_total": epochs_completed + (backup.resumed_from_epoch if backup else 0)
-        + sum(r["epochs_completed"] + r.get("resumed_from_epoch", 0) for r in earlier_runs),
-        **({"earlier_runs": earlier_runs,
-            "seconds_all_runs": round(seconds + sum(r["seconds_total"] for r in earlier_runs), 1)}
-           if earlier_runs else {}),
+        + sum(r["epochs_completed"] + r.get("resumed_from_epoch", 0) for r in earlier_runs)
+        + (model.started_from or {}).get("epochs_total", 0),
+        **({"earlier_runs": earlier_runs} if earlier_runs else {}),
+        **({"seconds_all_runs": round(seconds + seconds_before, 1)} if seconds_before else {}),
     })
     return TrainResult(settings, model, metrics, files, epochs_completed, stopped, seconds, history.history,
                        replica_devices(strategy))

@@ -127,4 +127,7 @@ def test_starting_from_the_weights_in_use_really_starts_there(tmp_path):
     entry = registry.read_manifest(tmp_path / "in_use")["vae-mnist"]
     assert entry["init"]["from"] == "in_use" and entry["init"]["dataset"] == "mnist"
     assert entry["init"]["weights_sha256"] == {part: f["sha256"] for part, f in shipped["weights"].items()}
+    # the zoo counts the epochs and minutes of the weights it started from
+    assert entry["epochs_total"] == 1 + shipped["epochs_total"]
+    assert entry["seconds_all_runs"] > shipped.get("seconds_all_runs", shipped["seconds_total"])
     assert "init" not in registry.read_manifest(tmp_path / "scratch")["vae-mnist"]
