@@ -702,5 +702,6 @@ SPECS = [
                       "disc_hidden": 256, "cond_batch_norm": True, "projection": True, "adversarial_loss": "hinge"}),
     ModelSpec("aeacgan", GAN, ("mnist", "fashion"), "AE-AC-GAN (autoencoder + ACGAN)", epochs=10, learning_rate=2e-4,
               config={"kind": "aeacgan", "noise": "uniform", "real_label": 0.9, "fake_label": 0.1,
-                      "input_noise": 0.05, "fake_class_loss": False, "ema_momentum": 0.999}),
+                      "input_noise": 0.05, "fake_class_loss": False, "ema_momentum": 0.999, "prior_matching": 10.0,
+                      "batch_norm": True, "disc_hidden": 256, "cond_batch_norm": True, "projection": True}),
 ]
