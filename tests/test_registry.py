@@ -220,3 +220,13 @@ def test_storing_weights_as_float16_halves_them_and_keeps_the_answers(tmp_path, 
     images = x_test[:50].astype(np.float32) / 255
     np.testing.assert_allclose(registry.load_from(tmp_path, "cnn").classify(images), model.classify(images),
                                atol=2e-2)
+
+
+def test_shipped_weights_stay_within_the_budget():
+    """Every file the manifest lists, and nothing else in weights/, together under 80 MB."""
+    manifest = registry.read_manifest()
+    listed = {f["file"] for entry in manifest.values() for f in registry.entry_files(entry)}
+    present = {p.name for p in registry.WEIGHTS_DIR.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert present - listed == {registry.MANIFEST_NAME}  # no stray weights file left behind by a promotion
+    total = sum((registry.WEIGHTS_DIR / name).stat().st_size for name in present)
+    assert total < 80e6, total / 1e6
