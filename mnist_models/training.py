@@ -284,6 +284,13 @@ def init_folder(settings: TrainSettings) -> Path:
     return Path(settings.init)
 
 
+def training_totals(entry: dict) -> tuple[int, float]:
+    """The epochs and seconds a manifest entry's weights have had in all: over the runs of a resumed model, and
+    those of the weights a run started from (entries saved before these totals were kept had one run)."""
+    return (entry.get("epochs_total", entry["epochs_completed"] + entry.get("resumed_from_epoch", 0)),
+            entry.get("seconds_all_runs", entry["seconds_total"]))
+
+
 def start_from(settings: TrainSettings, config: dict | None = None) -> ZooModel:
     """The model to train, loaded from the weights named by `settings.init` (its architecture is theirs; `config`
     may change training-only settings), with a record of where it started (`started_from`, kept in the new
@@ -293,10 +300,10 @@ def start_from(settings: TrainSettings, config: dict | None = None) -> ZooModel:
     model.dataset = settings.dataset
     model.forget_history()
     entry = registry.read_manifest(folder)[registry.stem(settings.model, source)]
+    epochs_total, seconds_all_runs = training_totals(entry)
     model.started_from = {
         "from": settings.init, "folder": str(folder), "dataset": source,
-        "epochs_total": entry.get("epochs_total", entry.get("epochs_completed")), "trained_at": entry.get("trained_at"),
-        "seconds_all_runs": entry.get("seconds_all_runs", entry.get("seconds_total", 0.0)),
+        "epochs_total": epochs_total, "trained_at": entry.get("trained_at"), "seconds_all_runs": seconds_all_runs,
         "metrics": entry.get("metrics", {}),
         "weights_sha256": {part: f["sha256"] for part, f in entry.get("weights", {}).items()}}
     return model
@@ -324,7 +331,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     x_train, y_train = subset(x_train, y_train, settings.train_size, settings.seed)
     global_batch = settings.batch_size * strategy.num_replicas_in_sync
 
-    earlier_runs = []
+    earlier_runs, epochs_before, seconds_before = [], 0, 0.0  # what the weights it continues from had had
     if resume and settings.init != "scratch":
         raise ValueError("--resume continues the weights in the output folder: it cannot also start from --init")
     with strategy.scope():  # variables, optimizers and metrics are created under the strategy
@@ -335,9 +342,12 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
                 {k: prior[k] for k in ("config", "fresh_parts", "training", "resumed_from_epoch", "epochs_completed",
                                        "seconds_total", "seconds_per_epoch", "metrics", "history", "trained_at")
                  if k in prior}]
+            epochs_before, seconds_before = training_totals(prior)
         elif model is None and settings.init != "scratch":
             model = start_from(settings, config)
         model = model or registry.build(settings.model, settings.dataset, config)
+        if model.started_from:
+            epochs_before, seconds_before = model.started_from["epochs_total"], model.started_from["seconds_all_runs"]
         steps = math.ceil(len(x_train) / global_batch)
         learning_rate = settings.learning_rate
         if settings.lr_decay < 1.0:
@@ -381,8 +391,6 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     epochs_completed = len(timer.seconds)
 
     metrics = registry.evaluate(model, x_test, y_test)
-    seconds_before = (sum(r["seconds_total"] for r in earlier_runs)
-                      + (model.started_from or {}).get("seconds_all_runs", 0.0))
     if not is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
         return TrainResult(settings, model, metrics, {}, epochs_completed, stopped, seconds, history.history,
                            replica_devices(strategy))
@@ -407,9 +415,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
         "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         # all the epochs and time its weights have had: earlier runs of a resumed model, the weights it started from
-        "epochs_total": epochs_completed + (backup.resumed_from_epoch if backup else 0)
-        + sum(r["epochs_completed"] + r.get("resumed_from_epoch", 0) for r in earlier_runs)
-        + (model.started_from or {}).get("epochs_total", 0),
+        "epochs_total": epochs_completed + (backup.resumed_from_epoch if backup else 0) + epochs_before,
         **({"earlier_runs": earlier_runs} if earlier_runs else {}),
         **({"seconds_all_runs": round(seconds + seconds_before, 1)} if seconds_before else {}),
     })

@@ -242,6 +242,9 @@ def test_resume_with_a_fresh_discriminator_of_a_new_shape(tmp_path, capsys):
     entry = registry.read_manifest(tmp_path)["dcgan-mnist"]
     assert entry["config"]["disc_hidden"] == 16 and entry["fresh_parts"] == ["discriminator"]
     assert [run["config"]["disc_hidden"] for run in entry["earlier_runs"]] == [0]
+    earlier = entry["earlier_runs"][0]  # the totals count both runs
+    assert entry["epochs_total"] == 2
+    assert entry["seconds_all_runs"] == pytest.approx(earlier["seconds_total"] + entry["seconds_total"], abs=0.11)
     assert registry.load_from(tmp_path, "dcgan").discriminator.count_params() == resumed.discriminator.count_params()
 
 
