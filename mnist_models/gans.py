@@ -641,10 +641,8 @@ class GAN(ZooModel):
             "inception_score_real": metrics.inception_score(test_probs),
             "class_fraction_min": float(counts.min()),
             "class_fraction_max": float(counts.max()),
-            # within-class variety against the test set's (1: as varied as real digits; near 0: one image per
-            # class, a collapse that class accuracy and the inception score cannot see)
-            "class_diversity": metrics.within_class_spread(fake_features, fake_classes)
-            / metrics.within_class_spread(test_features, test_probs.argmax(axis=1)),
+            "class_diversity": metrics.class_diversity(fake_features, fake_classes, test_features,
+                                                       test_probs.argmax(axis=1)),
         }
         if self.config.categories:
             scores["code_purity"] = metrics.code_purity(fake_codes, fake_classes)

@@ -67,6 +67,13 @@ def within_class_spread(features: np.ndarray, classes: np.ndarray) -> float:
     return float(np.mean(spreads))
 
 
+def class_diversity(fake_features: np.ndarray, fake_classes: np.ndarray, real_features: np.ndarray,
+                    real_classes: np.ndarray) -> float:
+    """Within-class variety of generated images against real ones' (1: as varied as real digits; near 0: one image
+    per class, a collapse that class accuracy and the inception score cannot see)."""
+    return within_class_spread(fake_features, fake_classes) / within_class_spread(real_features, real_classes)
+
+
 def code_purity(codes: np.ndarray, classes: np.ndarray) -> float:
     """The share of samples whose class is the most common one among the samples of their code: 1 when each
     value of an unsupervised categorical code draws a single class, about 0.1 when codes ignore the classes."""

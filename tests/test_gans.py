@@ -304,8 +304,7 @@ def test_shipped_aeacgan_draws_varied_digits_and_redraws_faithfully(mnist):
     fakes = gan.generate_class(np.arange(2000) % 10, seed=11)
     real_probs, real_features = cnn.classify_with_features(real)
     fake_probs, fake_features = cnn.classify_with_features(fakes)
-    variety = (metrics.within_class_spread(fake_features, fake_probs.argmax(1))
-               / metrics.within_class_spread(real_features, real_probs.argmax(1)))
+    variety = metrics.class_diversity(fake_features, fake_probs.argmax(1), real_features, real_probs.argmax(1))
     assert variety >= 0.8, variety
     assert np.abs(gan.autoencode(real[:1000]) - real[:1000]).mean() <= 0.03
 
