@@ -55,8 +55,11 @@ with right:
                                  marker=dict(size=18, symbol="star", color="gold", line=dict(width=1))))
     fig.update_layout(height=480, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="z₁", yaxis_title="z₂")
     st.plotly_chart(fig, key="latent_scatter")
-    st.caption(f"Latent means μ(x) of the first {len(z):,} test images, coloured by label"
-               + (", and your drawing from the Draw page." if drawing is not None and dataset == "mnist" else "."))
+    refined = (f", placed by the encoder and {vae.config.refine_steps} refining steps on its own loss"
+               if vae.config.refine_steps else "")
+    st.caption(f"The encoder's latent means μ(x) of the first {len(z):,} test images, coloured by label"
+               + (f"; and your drawing from the Draw page{refined}." if drawing is not None and dataset == "mnist"
+                  else "."))
 
 st.subheader("The manifold")
 n = st.slider("Grid size", 5, 25, key=ui.kept("grid_n", 15))

@@ -100,14 +100,15 @@ class ZooModel:
     def load_artifacts(self, arrays: dict[str, np.ndarray]) -> None:
         pass
 
-    def inference_function(self, network: keras.Model, output=lambda outputs: outputs):
-        """`network` in inference mode as one graph for any batch size (its own input signature, batch None).
+    def inference_function(self, network: keras.Model, output=lambda outputs: outputs, call=None):
+        """`network` in inference mode as one graph for any batch size (its own input signature, batch None);
+        `call(inputs)` replaces the single forward pass where inference is more than that.
 
         `warm_up` traces it ahead of time, so a user's first drawing does not wait for TensorFlow's tracing."""
         specs = [tf.TensorSpec(t.shape, t.dtype) for t in network.inputs]
         # a partial, not a lambda: TensorFlow counts traces per code object and would warn about "retracing"
         # when many models share one lambda, although each of them traces once
-        function = tf.function(functools.partial(_infer, network, output),
+        function = tf.function(call or functools.partial(_infer, network, output),
                                input_signature=[specs if len(specs) > 1 else specs[0]])
         self._inference_functions.append(function)
         return function

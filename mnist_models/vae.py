@@ -28,6 +28,14 @@ class VAEConfig(Config):
     # over to new handwriting, where it loses most (`amortization_gap`); measured, it evened out the gaps on
     # training and test digits but widened both (docs/training-notes.md), so the shipped recipe leaves it at 0
     encoder_shift: int = 0
+    # > 0: while training, the encoder sees each digit with Gaussian noise of this standard deviation added, and the
+    # loss scores the redrawing of the clean digit: the denoising regulariser of amortised inference (Shu et al.
+    # 2018, "Amortized inference regularization"), a gentler perturbation than a shift
+    encoder_noise: float = 0.0
+    # > 0: q(z|x) is the encoder's guess moved by this many Adam steps on each image's own loss, the decoder fixed
+    # (`refine_posterior`), in encoding, scoring and training (`VAENetwork`). New handwriting is where the encoder
+    # loses most (`amortization_gap`); `evaluate` then reports the loss with the encoder alone as well
+    refine_steps: int = 0
 
 
 @keras.saving.register_keras_serializable("mnist_models")
@@ -90,35 +98,51 @@ def vae_losses(images, reconstruction, z_mean, z_log_var):
 
 
 class VAENetwork(keras.Model):
-    def __init__(self, encoder: keras.Model, decoder: keras.Model, **kwargs):
+    """With `refine_steps`, trained semi-amortised (Kim et al. 2018): the encoder learns from its own q(z|x), the
+    decoder also from q refined by `refine_posterior`, the inference the model is used with."""
+
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, refine_steps: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.encoder, self.decoder = encoder, decoder
+        self.encoder, self.decoder, self.refine_steps = encoder, decoder, refine_steps
+        self.sampler = next(layer for layer in encoder.layers if isinstance(layer, Sampling))
         self.total_tracker = keras.metrics.Mean(name="loss")
         self.recon_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.encoder_tracker = keras.metrics.Mean(name="encoder_loss") if refine_steps else None
 
     @property
     def metrics(self):
-        return [self.total_tracker, self.recon_tracker, self.kl_tracker]
+        return [t for t in (self.total_tracker, self.recon_tracker, self.kl_tracker, self.encoder_tracker) if t]
 
     def call(self, images, training=False):
         z_mean, z_log_var, z = self.encoder(images, training=training)
         return self.decoder(z, training=training), z_mean, z_log_var
 
-    def _update(self, encoder_images, images, training):
+    def _update(self, encoder_images, images, training, refined=None):
         z_mean, z_log_var, z = self.encoder(encoder_images, training=training)
-        reconstruction = self.decoder(z, training=training)
-        recon, kl = vae_losses(images, reconstruction, z_mean, z_log_var)
+        recon, kl = vae_losses(images, self.decoder(z, training=training), z_mean, z_log_var)
+        loss = recon + kl
+        if refined is not None:
+            self.encoder_tracker.update_state(ops.mean(loss))
+            z_mean, z_log_var = refined
+            z = self.sampler([z_mean, z_log_var])
+            recon, kl = vae_losses(images, self.decoder(z, training=training), z_mean, z_log_var)
+            loss = loss + recon + kl
         self.total_tracker.update_state(ops.mean(recon + kl))
         self.recon_tracker.update_state(ops.mean(recon))
         self.kl_tracker.update_state(ops.mean(kl))
         # averaged over the global batch: under a distribution strategy the replicas' gradients are summed
-        return tf.nn.compute_average_loss(recon + kl)
+        return tf.nn.compute_average_loss(loss)
 
     def train_step(self, data):
         encoder_images, images = data  # the encoder's view (perhaps shifted) and the digit to redraw
+        refined = None
+        if self.refine_steps:  # outside the tape: only the refined q's value is learnt from, not its making
+            mean, log_var, _ = self.encoder(encoder_images, training=False)
+            refined = refine_posterior(self.decoder, images, mean, log_var, self.refine_steps,
+                                       seed=self.optimizer.iterations + 1000)
         with tf.GradientTape() as tape:
-            total = self._update(encoder_images, images, training=True)
+            total = self._update(encoder_images, images, training=True, refined=refined)
         grads = tape.gradient(total, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
         return {m.name: m.result() for m in self.metrics}
@@ -135,13 +159,16 @@ class VAE(ZooModel):
         "loss": "the negative ELBO per image: reconstruction + KL (lower is better)",
         "reconstruction": "binary cross-entropy of the redrawn digit, summed over its 784 pixels",
         "kl": "KL divergence of the encoder's Gaussian from N(0, I): what a smooth, fillable latent space costs",
+        "encoder_loss": "the loss with the encoder's own guess of q(z|x), before refining (the other curves use "
+                        "the refined q)",
     }
 
     def build(self) -> None:
         self.encoder, self.decoder = build_encoder(self.config), build_decoder(self.config)
-        self.network = VAENetwork(self.encoder, self.decoder, name="vae")
+        self.network = VAENetwork(self.encoder, self.decoder, self.config.refine_steps, name="vae")
         self.network(keras.ops.zeros((1, 28, 28)))  # create the weights so they can be loaded
-        self._encode = self.inference_function(self.encoder, output=lambda outputs: outputs[0])
+        self.sampler = self.network.sampler
+        self._posterior = self.inference_function(self.encoder, call=self._infer_posterior)
         self._decode = self.inference_function(self.decoder)
 
     def parts(self) -> dict[str, keras.Model]:
@@ -152,20 +179,34 @@ class VAE(ZooModel):
         return self.network
 
     def train_dataset(self, x, y, batch_size, seed):
-        """(encoder input, digit) pairs: the encoder's input is shifted when `encoder_shift` asks for it."""
-        shift = self.config.encoder_shift
+        """(encoder input, digit) pairs: the encoder's input is shifted or noisy when `encoder_shift` or
+        `encoder_noise` ask for it."""
+        shift, noise = self.config.encoder_shift, self.config.encoder_noise
+
+        def encoder_view(image, s):
+            view = shift_augment(image, s, shift)
+            return view + noise * tf.random.stateless_normal(tf.shape(view), seed=s[::-1]) if noise else view
+
         ds = tf.data.Dataset.from_tensor_slices(to_float(x)).shuffle(len(x), seed=seed)
         ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
-        ds = ds.map(lambda image, s: (shift_augment(image, s, shift), image), num_parallel_calls=tf.data.AUTOTUNE,
+        ds = ds.map(lambda image, s: (encoder_view(image, s), image), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     # --- inference --------------------------------------------------------------------------------------
 
+    def _infer_posterior(self, images):
+        """q(z|x)'s mean and log-variance, and a sample z from it."""
+        mean, log_var, z = self.encoder(images, training=False)
+        if self.config.refine_steps:
+            mean, log_var = refine_posterior(self.decoder, images, mean, log_var, self.config.refine_steps)
+            z = self.sampler([mean, log_var])
+        return mean, log_var, z
+
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """Latent means μ(x), (N, latent_dim)."""
+        """Latent means μ(x), (N, latent_dim), refined when the config asks for it."""
         with self.lock:
-            return self._encode(tf.convert_to_tensor(as_images(images))).numpy()
+            return self._posterior(tf.convert_to_tensor(as_images(images)))[0].numpy()
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, np.float32).reshape(-1, self.config.latent_dim)
@@ -191,9 +232,15 @@ class VAE(ZooModel):
         return self.decode(zz).reshape(n, n, 28, 28), values
 
     def encode_dataset(self, x: np.ndarray, y: np.ndarray, limit: int | None = None):
-        """Latent means of (a prefix of) a dataset with its labels, for the scatter plot."""
+        """The encoder's latent means (not refined: thousands of points in seconds) of (a prefix of) a dataset with
+        its labels, for the scatter plot."""
         x, y = (x[:limit], y[:limit]) if limit else (x, y)
-        (z,) = predict_batches(lambda b: (self.encode(b),), to_float(x))
+
+        def means(batch):
+            with self.lock:
+                return (self.encoder(batch, training=False)[0].numpy(),)
+
+        (z,) = predict_batches(means, to_float(x))
         return z, np.asarray(y)
 
     def interpolate(self, a: np.ndarray, b: np.ndarray, steps: int = 8) -> np.ndarray:
@@ -201,54 +248,104 @@ class VAE(ZooModel):
         return self.decode(np.stack([za + t * (zb - za) for t in np.linspace(0, 1, steps)]))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        """keras.io's convention: per-image BCE summed over 784 pixels + KL, one posterior sample per image."""
+        """keras.io's convention: per-image BCE summed over 784 pixels + KL, one posterior sample per image; q(z|x)
+        as `encode` infers it, and (`test_loss_encoder`) from the encoder alone when that differs."""
         images = to_float(x)
-        sampler = next(layer for layer in self.network._flatten_layers() if isinstance(layer, Sampling))
 
-        def losses(batch):
+        def losses(posterior):
+            def batch_losses(batch):
+                with self.lock:
+                    z_mean, z_log_var, z = posterior(tf.convert_to_tensor(batch))
+                    reconstruction = self.decoder(z, training=False)
+                    return tuple(t.numpy() for t in vae_losses(batch, reconstruction, z_mean, z_log_var))
+
             with self.lock:
-                reconstruction, z_mean, z_log_var = self.network(batch, training=False)
-                return tuple(t.numpy() for t in vae_losses(batch, reconstruction, z_mean, z_log_var))
+                self.sampler.restart_noise()
+            return predict_batches(batch_losses, images)
 
-        with self.lock:
-            sampler.restart_noise()
-            recon, kl = predict_batches(losses, images)
-        return {"test_loss": float(np.mean(recon + kl)), "test_recon": float(np.mean(recon)),
-                "test_kl": float(np.mean(kl)), "test_examples": int(len(x))}
+        recon, kl = losses(self._posterior)
+        scores = {"test_loss": float(np.mean(recon + kl)), "test_recon": float(np.mean(recon)),
+                  "test_kl": float(np.mean(kl)), "test_examples": int(len(x))}
+        if self.config.refine_steps:
+            recon, kl = losses(lambda batch: self.encoder(batch, training=False))
+            scores["test_loss_encoder"] = float(np.mean(recon + kl))
+        return scores
+
+
+def posterior_losses(decoder: keras.Model, images, mean, log_var, noise):
+    """Per-image loss (BCE + KL) averaged over the posterior samples z = μ + σ·`noise`, noise (k, N, latent_dim)."""
+    k, latent_dim = noise.shape[0], noise.shape[-1]
+    z = tf.reshape(mean[None] + tf.exp(0.5 * log_var)[None] * noise, (-1, latent_dim))
+    recon, kl = vae_losses(tf.tile(images, [k, 1, 1]), decoder(z, training=False), tf.tile(mean, [k, 1]),
+                           tf.tile(log_var, [k, 1]))
+    return tf.reduce_mean(tf.reshape(recon + kl, (k, -1)), axis=0)
+
+
+def refine_posterior(decoder: keras.Model, images, mean, log_var, steps: int, learning_rate: float = 0.02,
+                     samples: int = 1, seed: int = 2):
+    """q(z|x) = N(mean, exp(log_var)) moved by `steps` Adam steps on each image's own loss, the decoder fixed
+    (stochastic variational inference started from the encoder's guess: semi-amortised inference, Kim et al.
+    2018). Deterministic: step i draws its noise from (seed, i); training passes its step number as `seed`."""
+    beta1, beta2, epsilon = 0.9, 0.999, 1e-7
+    seed = tf.cast(seed, tf.int64)
+
+    def adam_step(i, params, m, v):
+        shape = tf.concat([[samples], tf.shape(params[0])], 0)
+        noise = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.cast(i, tf.int64)]))
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            total = tf.reduce_sum(posterior_losses(decoder, images, *params, noise))
+        grads = tape.gradient(total, params)
+        m = [beta1 * a + (1 - beta1) * g for a, g in zip(m, grads, strict=True)]
+        v = [beta2 * b + (1 - beta2) * tf.square(g) for b, g in zip(v, grads, strict=True)]
+        t = tf.cast(i + 1, tf.float32)
+        params = [p - learning_rate * (a / (1 - beta1 ** t)) / (tf.sqrt(b / (1 - beta2 ** t)) + epsilon)
+                  for p, a, b in zip(params, m, v, strict=True)]
+        return i + 1, params, m, v
+
+    params = [tf.convert_to_tensor(mean), tf.convert_to_tensor(log_var)]
+    zeros = [tf.zeros_like(p) for p in params]
+    # a loop in the graph, not unrolled: tracing (the page's "Loading model…") stays short
+    _, params, _, _ = tf.while_loop(lambda i, *_: i < steps, adam_step, [tf.constant(0), params, zeros, zeros])
+    return params
 
 
 def amortization_gap(model: VAE, images: np.ndarray, steps: int = 150, seed: int = 0) -> dict[str, float]:
     """How much of the loss is the encoder's: the mean loss (BCE + KL, 64 posterior samples) with the encoder's
-    q(z|x), and with q refined for each image by `steps` Adam steps on its own loss (the decoder fixed). The
-    refined loss is still a valid bound for the same model, so the difference is what a better encoder could
+    q(z|x), and with q refined for each image by `steps` Adam steps (16 posterior samples each) on its own loss.
+    The refined loss is still a valid bound for the same model, so the difference is what a better encoder could
     gain (Cremer et al. 2018, "Inference suboptimality in variational autoencoders")."""
     x = tf.convert_to_tensor(as_images(images))
     eval_noise = tf.random.stateless_normal((64, len(images), model.config.latent_dim), seed=[seed, 1])
-
-    def loss(mean, log_var, noise):  # per image, averaged over the posterior samples `noise` (k, N, latent_dim)
-        k = noise.shape[0]
-        z = tf.reshape(mean[None] + tf.exp(0.5 * log_var)[None] * noise, (-1, model.config.latent_dim))
-        recon, kl = vae_losses(tf.tile(x, [k, 1, 1]), model.decoder(z, training=False),
-                               tf.tile(mean, [k, 1]), tf.tile(log_var, [k, 1]))
-        return tf.reduce_mean(tf.reshape(recon + kl, (k, -1)), axis=0)
-
     with model.lock:
         mean, log_var, _ = model.encoder(x, training=False)
-        amortized = float(tf.reduce_mean(loss(mean, log_var, eval_noise)))
-        mean, log_var = tf.Variable(mean), tf.Variable(log_var)
-        optimizer = keras.optimizers.Adam(0.02)
-
-        @tf.function
-        def step(i):
-            with tf.GradientTape() as tape:
-                noise = tf.random.stateless_normal((16, *mean.shape), seed=tf.stack([seed + 2, i]))
-                total = tf.reduce_mean(loss(mean, log_var, noise))
-            optimizer.apply_gradients(zip(tape.gradient(total, [mean, log_var]), [mean, log_var], strict=True))
-
-        for i in range(steps):
-            step(tf.constant(i))
-        refined = float(tf.reduce_mean(loss(mean, log_var, eval_noise)))
+        amortized = float(tf.reduce_mean(posterior_losses(model.decoder, x, mean, log_var, eval_noise)))
+        refine = tf.function(lambda m, lv: refine_posterior(model.decoder, x, m, lv, steps, samples=16,
+                                                            seed=seed + 2))
+        refined = float(tf.reduce_mean(posterior_losses(model.decoder, x, *refine(mean, log_var), eval_noise)))
     return {"amortized": amortized, "refined": refined, "gap": amortized - refined}
+
+
+def importance_weighted_loss(model: VAE, images: np.ndarray, samples: int = 256, seed: int = 0) -> float:
+    """Mean −log p(x) bound from `samples` importance samples of the model's q(z|x) (Burda et al. 2016, IWAE):
+    tighter than the loss (one sample's BCE + KL) and closer the better q is, so it scores the generative model,
+    p(z)·p(x|z), more than its inference."""
+
+    def bounds(x):
+        x = tf.convert_to_tensor(x)
+        with model.lock:
+            mean, log_var, _ = model._posterior(x)
+            noise = tf.random.stateless_normal((samples, *mean.shape), seed=[seed, 3])
+            z = mean[None] + tf.exp(0.5 * log_var)[None] * noise
+            decoded = model.decoder(tf.reshape(z, (-1, mean.shape[1])), training=False)
+        recon, _ = vae_losses(tf.tile(x, [samples, 1, 1]), decoded, mean, log_var)
+        log_prior = -0.5 * tf.reduce_sum(tf.square(z), -1)
+        log_q = -0.5 * tf.reduce_sum(tf.square(noise) + log_var[None], -1)  # the 2π terms cancel with the prior's
+        log_w = -tf.reshape(recon, (samples, -1)) + log_prior - log_q
+        return ((np.log(samples) - tf.reduce_logsumexp(log_w, axis=0)).numpy(),)
+
+    (per_image,) = predict_batches(bounds, as_images(images), batch_size=max(1, 16384 // samples))
+    return float(np.mean(per_image))
 
 
 # --- the shipped recipes -------------------------------------------------------------------------------------
