@@ -139,6 +139,7 @@ class VAENetwork(keras.Model):
         refined = None
         if self.refine_steps:  # outside the tape: only the refined q's value is learnt from, not its making
             mean, log_var, _ = self.encoder(encoder_images, training=False)
+            # fresh noise for every batch, and never the stream `encode` and `evaluate` refine with (seed 2)
             refined = refine_posterior(self.decoder, images, mean, log_var, self.refine_steps,
                                        seed=self.optimizer.iterations + 1000)
         with tf.GradientTape() as tape:
