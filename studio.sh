@@ -2,6 +2,8 @@
 # One entry point for people and CI.
 #   ./studio.sh app    set up (venv, pinned deps, datasets) and start the app
 #   ./studio.sh test   set up (the same, plus Debian chromium) and run ruff and the whole test suite
+#   ./studio.sh test fast         ruff and the fast tier (no browser, load, distributed or slow tests)
+#   ./studio.sh screenshots       refresh the README's screenshots in docs/screenshots/ (a real browser)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
@@ -44,14 +46,25 @@ case "${1:-}" in
     ;;
   test)
     setup requirements-dev.txt
-    ensure_chromium
     say "ruff"
     "$VENV/bin/ruff" check .
+    if [ "${2:-}" = fast ]; then
+      say "pytest: the fast tier"
+      exec "$PY" -m pytest -m "not browser and not slow and not distributed and not load and not screenshots" \
+        "${@:3}"
+    fi
+    ensure_chromium
     say "pytest"
     exec "$PY" -m pytest "${@:2}"
     ;;
+  screenshots)
+    setup requirements-dev.txt
+    ensure_chromium
+    say "the README's screenshots, from the real app in a real browser"
+    exec "$PY" -m pytest -m screenshots tests/e2e/test_screenshots.py "${@:2}"
+    ;;
   *)
-    echo "usage: $0 app | test [pytest args]" >&2
+    echo "usage: $0 app | test [fast] [pytest args] | screenshots" >&2
     exit 2
     ;;
 esac

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, to_float
+from .base import Config, ModelSpec, Stage, ZooModel, as_images, predict_batches, to_float
 from .metrics import psnr, ssim
 
 NOISE_KINDS = ("gaussian", "salt_pepper", "masking")
@@ -221,13 +221,18 @@ class Autoencoder(ZooModel):
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
 SPECS = [
-    ModelSpec("ae_vanilla", Autoencoder, ("mnist",), "Vanilla autoencoder (784-32-784)", epochs=15, batch_size=256,
-              config={"kind": "vanilla"}),
-    ModelSpec("ae_multilayer", Autoencoder, ("mnist",), "Multilayer autoencoder", epochs=15, batch_size=256,
-              config={"kind": "multilayer"}),
-    ModelSpec("ae_conv", Autoencoder, ("mnist",), "Convolutional autoencoder", epochs=10, config={"kind": "conv"}),
-    ModelSpec("ae_sparse", Autoencoder, ("mnist",), "Sparse autoencoder (L1 code penalty)", epochs=15,
-              batch_size=256, config={"kind": "sparse", "code_size": 64, "l1": 1e-3}),
-    ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder (U-Net)", epochs=20, lr_decay=0.88,
-              config={"kind": "denoising", "filters": (32, 64, 128)}),
+    ModelSpec("ae_vanilla", Autoencoder, ("mnist",), "Vanilla autoencoder (784-32-784)",
+              recipe=(Stage(15, batch_size=256, config={"kind": "vanilla"}),)),
+    ModelSpec("ae_multilayer", Autoencoder, ("mnist",), "Multilayer autoencoder",
+              recipe=(Stage(15, batch_size=256, config={"kind": "multilayer"}),)),
+    ModelSpec("ae_conv", Autoencoder, ("mnist",), "Convolutional autoencoder",
+              recipe=(Stage(10, config={"kind": "conv"}),)),
+    ModelSpec("ae_sparse", Autoencoder, ("mnist",), "Sparse autoencoder (L1 code penalty)",
+              recipe=(Stage(15, batch_size=256, config={"kind": "sparse", "code_size": 64, "l1": 1e-3}),)),
+    ModelSpec("ae_denoising", Autoencoder, ("mnist",), "Denoising autoencoder (U-Net)", recipe=(
+        Stage(20, lr_decay=0.88, config={"kind": "denoising", "filters": (32, 64, 128)}),
+        Stage(6, 2e-4, 0.8),
+        Stage(6, 2e-4, 0.8, config={"loss": "mean_squared_error"}),  # the error PSNR measures
+        Stage(8, 2e-4, 0.85, seed=7, config={"noise_shares": (2, 1, 1)}),  # half the images Gaussian
+    )),
 ]

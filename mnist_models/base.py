@@ -23,10 +23,15 @@ import tensorflow as tf  # noqa: E402
 class Config:
     """A small dataclass that round-trips through JSON (tuples come back as tuples).
 
-    A config class's defaults are the behaviour of weights saved before a field existed: `registry.build(...,
+    A config class's defaults are the behaviour of weights saved before a field existed: `catalogue.build(...,
     saved=True)` fills a field missing from an old manifest with its default, so a default changes only together
     with a migration of the shipped manifests. What the shipped models were trained with are the recipes
-    (`SPECS`) at the bottom of each family's module, which override these defaults."""
+    (`SPECS`) at the bottom of each family's module, which override these defaults.
+
+    `retired` names training-only options that were tried and removed (their results are in
+    docs/training-notes.md): a config saved with them, such as retrained weights a user kept, still loads."""
+
+    retired: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -34,6 +39,7 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k not in cls.retired}
         unknown = set(data) - set(fields)
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
@@ -52,7 +58,7 @@ class ZooModel:
     higher_is_better: ClassVar[bool] = False
     # what each curve of its training means, for the Train page (keys: the names Keras logs)
     metric_help: ClassVar[dict[str, str]] = {}
-    needs_scorer: ClassVar[bool] = False  # `evaluate` takes scorers=, shipped classifiers (see registry.evaluate)
+    needs_scorer: ClassVar[bool] = False  # `evaluate` takes scorers=, shipped classifiers (see store.evaluate)
 
     def __init__(self, config: Config | None = None, dataset: str = "mnist"):
         self.config = config if config is not None else self.config_class()
@@ -129,33 +135,91 @@ class ZooModel:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training run of a shipped recipe. The first stage trains from scratch with `config` over the model
+    class's defaults; each later stage continues the weights the stage before left (a new optimizer at its own
+    learning rate), with `config` changing what it names (training-only fields, or the architecture of the
+    `fresh_parts` it restarts). `max_minutes` > 0 ends the stage after that much training time (equal budgets);
+    `front_end_from` names a shipped MNIST model whose layers of the same name and shape a first stage starts
+    from (a head start)."""
+
+    epochs: int
+    learning_rate: float = 1e-3
+    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
+    batch_size: int = 128
+    seed: int = 1234
+    config: dict = dataclasses.field(default_factory=dict)
+    max_minutes: float = 0.0
+    fresh_parts: tuple[str, ...] = ()
+    front_end_from: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A shipped recipe: the zoo name, the class, datasets, and the training defaults its weights were made with.
-    Each family declares its specs at the bottom of its own module; the registry collects them."""
+    """A zoo model: its name, class, datasets, title, and the recipe its shipped weights were made with, as stages
+    (`recipes` gives a dataset its own; every other dataset follows `recipe`). Each family declares its specs at
+    the bottom of its own module; `catalogue` collects them."""
 
     name: str
     model_class: type[ZooModel]
     datasets: tuple[str, ...]
     title: str
-    epochs: int
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
-    config: dict = dataclasses.field(default_factory=dict)  # overrides of the model class's config defaults
+    recipe: tuple[Stage, ...]
+    recipes: dict[str, tuple[Stage, ...]] = dataclasses.field(default_factory=dict)
+
+    def stages(self, dataset: str) -> tuple[Stage, ...]:
+        return self.recipes.get(dataset, self.recipe)
+
+    def config(self, dataset: str, through: int | None = None) -> dict:
+        """The config overrides in force after stage `through` (default: the last), over the class's defaults."""
+        stages = self.stages(dataset)
+        merged: dict = {}
+        for stage in stages[:len(stages) if through is None else through + 1]:
+            merged.update(stage.config)
+        return merged
+
+    def first(self, dataset: str) -> Stage:
+        """The recipe's first stage: the defaults of a single training run from scratch (the Train page, `train`
+        with settings of its own)."""
+        return self.stages(dataset)[0]
 
 
 def _infer(network: keras.Model, output, inputs):
     return output(network(inputs, training=False))
 
 
-def as_images(images: np.ndarray) -> np.ndarray:
-    """Validate and convert to float32 (N, 28, 28) in [0, 1]; a single (28, 28) image becomes a batch of one."""
-    arr = np.asarray(images, dtype=np.float32)
-    if arr.shape == (28, 28):
+RANGE_SLACK = 1e-3  # float images this far outside [0, 1] (interpolation round-off) are clipped, not refused
+
+
+def as_images(images, size: int = 28) -> np.ndarray:
+    """The one check at the library's edge: every public method that takes images passes them through here.
+
+    Takes what people pass: uint8 (or other integer) pixels 0–255, as `load_dataset` and `keras.datasets` give
+    them, are divided by 255; floats in [0, 1] are used as they are; a single (size, size) image becomes a batch
+    of one. Anything else (floats above 1 or below 0, NaN or infinity, another shape) is refused with a
+    ValueError that says what is expected. Returns float32 (N, size, size) in [0, 1]."""
+    arr = np.asarray(images)
+    expected = f"images of shape (N, {size}, {size}) or ({size}, {size})"
+    if arr.shape == (size, size):
         arr = arr[None]
-    if arr.ndim != 3 or arr.shape[1:] != (28, 28):
-        raise ValueError(f"expected images of shape (N, 28, 28), got {arr.shape}")
-    return np.clip(np.nan_to_num(arr), 0.0, 1.0)
+    if arr.ndim != 3 or arr.shape[1:] != (size, size):
+        raise ValueError(f"expected {expected}, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"integer pixels must be 0–255 (uint8), got values from {arr.min()} to {arr.max()}")
+        return arr.astype(np.float32) / np.float32(255.0)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"expected {expected} as uint8 0–255 or float 0–1, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError("images contain NaN or infinite pixels; expected uint8 0–255 or float 0–1")
+    low, high = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        hint = " (divide 0–255 floats by 255, or pass them as uint8)" if high <= 255 and low >= 0 else ""
+        raise ValueError(f"float pixels must be in [0, 1], got values from {low:g} to {high:g}{hint}")
+    return np.clip(arr, 0.0, 1.0)
 
 
 def to_float(x_uint8: np.ndarray) -> np.ndarray:

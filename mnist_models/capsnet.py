@@ -1,13 +1,19 @@
 """CapsNet (Sabour, Frosst & Hinton 2017, "Dynamic Routing Between Capsules").
 
-conv → primary capsules → digit capsules (16-D, routing by agreement, squash) → lengths as class scores;
-a decoder redraws the digit from the masked 16-D pose of one class. Routing is vectorized: every routing
-iteration is two batched GEMMs over the flattened input capsules (see `DigitCapsules.routing`).
+convolutions → primary capsules on a spatial grid → digit capsules (16-D, routing by agreement, squash) →
+lengths as class scores; a decoder redraws the digit from the masked 16-D pose of one class. Routing is
+vectorized: every routing iteration is two batched GEMMs over the flattened input capsules
+(see `DigitCapsules.routing`).
+
+The front end is Efficient-CapsNet's (Mazzia et al. 2021): four BatchNorm convolutions down to a 4×4 map, so
+there are 256 primary capsules instead of the paper's 1,152 and routing is cheap; the paper's one wide 9×9
+convolution learns less per CPU minute (docs/training-notes.md, "CapsNet front ends").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import keras
@@ -15,16 +21,21 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from .base import Config, ModelSpec, ZooModel, as_images, image_pipeline, predict_batches, to_float
+from .base import Config, ModelSpec, Stage, ZooModel, as_images, image_pipeline, predict_batches, to_float
 
 RECONSTRUCTION_WEIGHT = 0.0005 * 784  # the paper's 0.0005 on summed squared error, applied to the mean
 
 
 @dataclasses.dataclass
 class CapsNetConfig(Config):
-    """Reduced from the paper (256 conv filters, 32×8-D primary types = 1152 capsules) to fit CPU training."""
+    """`front_end` "stack": convolutions of `stack_filters` (5×5, 3×3, 3×3 stride 2, 3×3 stride 2, each with
+    BatchNorm), then a 3×3 convolution read as `primary_types` capsules of `primary_dim` at every place of the
+    map (4×4 on 28×28 inputs). "single" (weights saved before the stack existed): one 9×9 convolution of
+    `conv_filters`, then a 9×9 stride-2 primary convolution (6×6 places on 28×28)."""
 
+    front_end: str = "single"
     conv_filters: int = 32
+    stack_filters: tuple[int, ...] = (32, 64, 64, 128)
     primary_types: int = 16
     primary_dim: int = 8
     digit_dim: int = 16
@@ -59,8 +70,15 @@ class DigitCapsules(layers.Layer):
                                  initializer=keras.initializers.RandomNormal(stddev=0.01))
 
     def routing(self, u):
-        """Routing by agreement from input capsules u (B, n_in, d_in) → outputs v (B, n_out, d_out) and coupling
-        coefficients c (B, n_in, n_out), which sum to 1 over the output capsules for every input capsule.
+        """Routing by agreement from input capsules u (B, n_in, d_in) → outputs v (B, n_out, d_out) and the last
+        iteration's coupling coefficients c (B, n_in, n_out), which sum to 1 over the output capsules."""
+        outputs, couplings = self.iterations(u)
+        return outputs[-1], couplings[-1]
+
+    def iterations(self, u):
+        """Routing by agreement, every iteration kept: the outputs v (B, n_out, d_out) and the coupling
+        coefficients c (B, n_in, n_out) each iteration routed with (the first's are uniform: the priors start at
+        zero). Training and inference use only the last; `CapsNet.route` shows them all (one code path).
 
         The prediction vectors û_{j|i} = W_ij u_i (B × n_out × n_in × d_out numbers, transposed twice in the usual
         formulation) are never built: s_j = Σ_i c_ij W_ij u_i = W_j · (c_j ⊙ u) is one GEMM per output capsule over
@@ -73,6 +91,7 @@ class DigitCapsules(layers.Layer):
         # as in the reference code, only the last iteration sends gradient; the others route on constants
         u_const, w_const = tf.stop_gradient(u), tf.stop_gradient(w)
         logits = tf.zeros((n_out, tf.shape(u)[0], self.n_in))  # b_ij, laid out (n_out, B, n_in)
+        outputs, couplings = [], []
         for i in range(self.routings):
             c = tf.nn.softmax(logits, axis=0)
             last = i == self.routings - 1
@@ -84,11 +103,18 @@ class DigitCapsules(layers.Layer):
             else:
                 s = tf.matmul(tf.reshape(c[..., None] * inputs[None], (n_out, -1, flat)), weights)
             v = squash(s)  # (n_out, B, d_out)
+            outputs.append(tf.transpose(v, (1, 0, 2)))
+            couplings.append(tf.transpose(c, (1, 2, 0)))
             if not last:
                 back = tf.matmul(v, w_const, transpose_b=True)  # W_ijᵀ v_j, (n_out, B, n_in·d_in)
                 agreement = tf.reshape(back, (n_out, -1, self.n_in, self.d_in)) * u_const[None]
                 logits = logits + tf.reduce_sum(agreement, -1)
-        return tf.transpose(v, (1, 0, 2)), tf.transpose(c, (1, 2, 0))
+        return outputs, couplings
+
+    def vote_lengths(self, u):
+        """|û_j|i| = |W_ij u_i|, (B, n_in, n_out): how long a vote each input capsule sends each output capsule."""
+        votes = tf.einsum("bnd,ndk->bnk", u, self.W)
+        return tf.norm(tf.reshape(votes, (-1, self.n_in, self.num_capsules, self.dim)), axis=-1)
 
     def call(self, inputs):
         return self.routing(inputs)[0]
@@ -96,32 +122,6 @@ class DigitCapsules(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_capsules": self.num_capsules, "dim": self.dim,
                 "routings": self.routings}
-
-
-@keras.saving.register_keras_serializable("mnist_models")
-class TiledDigitCapsules(DigitCapsules):
-    """The formulation of the popular Keras CapsNet (XifengGuo/CapsNet-Keras, TF2 branch): tile the inputs once
-    per output capsule, map a matmul over the examples, route with broadcast multiply + sum. Same weights and
-    maths as DigitCapsules; kept only as the benchmark's reference."""
-
-    def predictions(self, u):
-        tiled = tf.tile(u[:, None, :, :, None], (1, self.num_capsules, 1, 1, 1))  # (B, n_out, n_in, d_in, 1)
-        w = tf.transpose(tf.reshape(self.W, (self.n_in, self.d_in, self.num_capsules, self.dim)), (2, 0, 3, 1))
-        return tf.squeeze(tf.map_fn(lambda x: tf.matmul(w, x), tiled), -1)  # (B, n_out, n_in, d_out)
-
-    def routing(self, u):
-        return self.route(self.predictions(u))
-
-    def route(self, u_hat):
-        u_hat_const = tf.stop_gradient(u_hat)
-        logits = tf.zeros(tf.shape(u_hat)[:3])  # (B, n_out, n_in)
-        for i in range(self.routings):
-            c = tf.nn.softmax(logits, axis=1)
-            last = i == self.routings - 1
-            v = squash(tf.reduce_sum(c[..., None] * (u_hat if last else u_hat_const), axis=2))
-            if not last:
-                logits = logits + tf.reduce_sum(u_hat_const * v[:, :, None, :], axis=-1)
-        return v, tf.transpose(c, (0, 2, 1))
 
 
 @keras.saving.register_keras_serializable("mnist_models")
@@ -146,12 +146,30 @@ def margin_loss(y_true, lengths):
     return ops.sum(loss, axis=-1)
 
 
+STACK_KERNELS = ((5, 1), (3, 1), (3, 2), (3, 2))  # (kernel, stride) of each front-end convolution
+
+
+def primary_grid(config: CapsNetConfig, x):
+    """The front end: image (B, H, W, 1) → primary-capsule map (B, h, w, types·dim), one place per grid cell."""
+    channels = config.primary_types * config.primary_dim
+    if config.front_end == "single":
+        x = layers.Conv2D(config.conv_filters, 9, activation="relu", name="conv1")(x)
+        return layers.Conv2D(channels, 9, strides=2, name="primary_conv")(x)
+    if config.front_end != "stack":
+        raise ValueError(f"front_end must be 'stack' or 'single', got {config.front_end!r}")
+    if len(config.stack_filters) != len(STACK_KERNELS):
+        raise ValueError(f"stack_filters needs {len(STACK_KERNELS)} sizes, got {list(config.stack_filters)}")
+    for i, (filters, (kernel, stride)) in enumerate(zip(config.stack_filters, STACK_KERNELS, strict=True)):
+        x = layers.Conv2D(filters, kernel, strides=stride, use_bias=False, name=f"conv{i}")(x)
+        x = layers.Activation("relu")(layers.BatchNormalization(name=f"bn{i}")(x))
+    return layers.Conv2D(channels, 3, padding="same", name="primary_conv")(x)
+
+
 def build_capsule_encoder(config: CapsNetConfig, capsule_layer=DigitCapsules, size: int = 28) -> keras.Model:
-    """image (size, size) → [lengths (10,), poses (10, digit_dim)]; the primary-capsule grid grows with `size`."""
+    """image (size, size) → [lengths (10,), poses (10, digit_dim)]; the primary-capsule grid grows with `size`
+    (row-major over the grid, `primary_types` capsules per place)."""
     images = keras.Input((size, size), name="image")
-    x = layers.Reshape((size, size, 1))(images)
-    x = layers.Conv2D(config.conv_filters, 9, activation="relu", name="conv1")(x)
-    x = layers.Conv2D(config.primary_types * config.primary_dim, 9, strides=2, name="primary_conv")(x)
+    x = primary_grid(config, layers.Reshape((size, size, 1))(images))
     x = layers.Reshape((-1, config.primary_dim), name="primary_capsules")(x)
     primary = Squash(name="primary_squash")(x)
     poses = capsule_layer(10, config.digit_dim, config.routings, name="digit_capsules")(primary)
@@ -179,6 +197,80 @@ def build_capsnet(config: CapsNetConfig, capsule_layer=DigitCapsules):
     return encoder, decoder, trainer
 
 
+def receptive_boxes(config: CapsNetConfig, size: int) -> np.ndarray:
+    """(places, 4): top, bottom, left, right (exclusive) of the input pixels each primary-capsule place sees,
+    row-major over the grid, from the front end's kernels, strides and paddings (clipped to the image)."""
+    if config.front_end == "stack":
+        convs = [(kernel, stride, 0) for kernel, stride in STACK_KERNELS] + [(3, 1, 1)]
+    else:
+        convs = [(9, 1, 0), (9, 2, 0)]
+    length = size
+    for kernel, stride, pad in convs:
+        length = (length + 2 * pad - kernel) // stride + 1
+    spans = []
+    for o in range(length):
+        start, end = o, o
+        for kernel, stride, pad in reversed(convs):
+            start, end = start * stride - pad, end * stride - pad + kernel - 1
+        spans.append((max(start, 0), min(end, size - 1) + 1))
+    return np.array([(*rows, *cols) for rows in spans for cols in spans])
+
+
+def spread_matrix(config: CapsNetConfig, size: int) -> np.ndarray:
+    """(places, size·size): each place's weight spread evenly over its receptive field; every row sums to 1, so
+    spreading neither loses nor invents weight."""
+    boxes = receptive_boxes(config, size)
+    spread = np.zeros((len(boxes), size, size), np.float32)
+    for place, (top, bottom, left, right) in enumerate(boxes):
+        spread[place, top:bottom, left:right] = 1.0 / ((bottom - top) * (right - left))
+    return spread.reshape(len(boxes), -1)
+
+
+@dataclasses.dataclass
+class RoutingTrace:
+    """What routing by agreement did for a batch of images, iteration by iteration (indexed from 0)."""
+
+    coupling: np.ndarray  # (B, iterations, n_primary, 10): c_ij at each iteration; rows sum to 1
+    votes: np.ndarray  # (B, n_primary, 10): |û_j|i|, the length of each primary capsule's vote for each digit
+    lengths: np.ndarray  # (B, iterations, 10): digit-capsule lengths after each iteration (the last: the output)
+    spread: np.ndarray  # (places, H·W), see `spread_matrix`
+    size: int  # H = W of the input
+
+    @property
+    def iterations(self) -> int:
+        return self.coupling.shape[1]
+
+    def sent(self, digit, iteration: int) -> np.ndarray:
+        """(B, n_primary): c_ij · |û_j|i|, how strongly each primary capsule sends its vote to capsule `digit`
+        (one int, or one per image) at `iteration`."""
+        digits = np.broadcast_to(np.asarray(digit, np.int64), (len(self.coupling),))
+        rows = np.arange(len(digits))
+        return self.coupling[rows, iteration, :, digits] * self.votes[rows, :, digits]
+
+    def heatmap(self, digit, iteration: int) -> np.ndarray:
+        """(B, H, W): `sent` summed over the capsule types at each place and spread over the place's receptive
+        field on the input."""
+        sent = self.sent(digit, iteration)
+        per_place = sent.reshape(len(sent), self.spread.shape[0], -1).sum(-1)
+        return (per_place @ self.spread).reshape(-1, self.size, self.size)
+
+
+def trace_routing(primary: keras.Model, capsules: DigitCapsules, images):
+    """The routing the model runs (`DigitCapsules.iterations`), with every iteration's couplings and lengths and
+    the votes' lengths: (coupling (B, it, n_in, 10), votes (B, n_in, 10), lengths (B, it, 10))."""
+    u = primary(images, training=False)
+    outputs, couplings = capsules.iterations(u)
+    lengths = [ops.sqrt(ops.sum(ops.square(v), axis=-1) + keras.backend.epsilon()) for v in outputs]  # as Length
+    return tf.stack(couplings, 1), capsules.vote_lengths(u), tf.stack(lengths, 1)
+
+
+def routing_function(model: ZooModel, encoder: keras.Model):
+    """`trace_routing` for `encoder` as one of `model`'s inference functions (traced at warm-up)."""
+    primary = keras.Model(encoder.inputs, encoder.get_layer("primary_squash").output)
+    return model.inference_function(encoder, call=functools.partial(
+        trace_routing, primary, encoder.get_layer("digit_capsules")))
+
+
 class CapsuleOutput(NamedTuple):
     probabilities: np.ndarray  # (N, 10) capsule lengths normalised to sum to 1
     lengths: np.ndarray  # (N, 10) in [0, 1): the network's own per-class evidence
@@ -194,6 +286,8 @@ class CapsNet(ZooModel):
     def build(self) -> None:
         self.encoder, self.decoder, self.trainer = build_capsnet(self.config, self.capsule_layer)
         self._encode, self._decode = self.inference_function(self.encoder), self.inference_function(self.decoder)
+        self._route = routing_function(self, self.encoder)
+        self._spread = spread_matrix(self.config, 28)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.trainer}
@@ -232,6 +326,13 @@ class CapsNet(ZooModel):
     def classify(self, images: np.ndarray) -> np.ndarray:
         return self.analyze(images).probabilities
 
+    def route(self, images) -> RoutingTrace:
+        """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
+        batch = as_images(images)
+        with self.lock:
+            coupling, votes, lengths = (t.numpy() for t in self._route(tf.convert_to_tensor(batch)))
+        return RoutingTrace(coupling, votes, lengths, self._spread, 28)
+
     def reconstruct(self, poses: np.ndarray, classes) -> np.ndarray:
         """Redraw from the pose of capsule `classes` (one int, or one per image): any class, not only the winner."""
         poses = np.asarray(poses, np.float32).reshape(-1, 10, self.config.digit_dim)
@@ -260,13 +361,7 @@ class CapsNet(ZooModel):
                 "reconstruction_mse": float(np.mean((recon - images) ** 2)), "test_examples": int(len(y))}
 
 
-class ReferenceCapsNet(CapsNet):
-    """Same network with the tiled reference routing: the baseline for `bench capsnet`."""
-
-    capsule_layer = TiledDigitCapsules
-
-
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
-SPECS = [ModelSpec("capsnet", CapsNet, ("mnist", "fashion"), "CapsNet (dynamic routing)", epochs=10, batch_size=100,
-                   lr_decay=0.85)]
+SPECS = [ModelSpec("capsnet", CapsNet, ("mnist", "fashion"), "CapsNet (dynamic routing)",
+                   recipe=(Stage(20, lr_decay=0.9, batch_size=100, config={"front_end": "stack"}),))]

@@ -26,19 +26,36 @@ def _fetch(args) -> int:
     return 0
 
 
-def _train(args) -> int:
-    from . import registry, training
+ONE_RUN_OPTIONS = ("epochs", "batch_size", "lr", "lr_decay", "train_size", "seed", "max_minutes", "init",
+                   "init_dataset", "resume", "fresh", "set", "strategy", "front_end_from", "logical_cpus")
 
-    settings = training.TrainSettings(
-        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, lr_decay=args.lr_decay, train_size=args.train_size, seed=args.seed,
-        strategy=args.strategy, max_minutes=args.max_minutes, init=args.init, init_dataset=args.init_dataset or "",
-    ).resolved()
-    out = Path(args.out) if args.out else registry.WEIGHTS_DIR
+
+def _train(args) -> int:
+    from . import distribute, store, training
+
+    out = Path(args.out) if args.out else store.WEIGHTS_DIR
+    one_run = [name for name in ONE_RUN_OPTIONS if getattr(args, name) not in (None, False, [])]
+    if not one_run:
+        lines = training.describe_recipe(args.model, args.dataset)
+        print(f"The shipped recipe of {args.model} on {args.dataset}, into {out}:", *lines, sep="\n  ", flush=True)
+        if args.dry_run:
+            return 0
+    elif args.dry_run:
+        raise ValueError("--dry-run prints the shipped recipe: leave out " +
+                         ", ".join("--" + name.replace("_", "-") for name in one_run))
+    settings = None
+    if one_run:
+        settings = training.TrainSettings(
+            model=args.model, dataset=args.dataset, epochs=args.epochs or 0, batch_size=args.batch_size or 0,
+            learning_rate=args.lr or 0.0, lr_decay=args.lr_decay or 0.0, train_size=args.train_size or 0,
+            seed=1234 if args.seed is None else args.seed, strategy=args.strategy or "default",
+            max_minutes=args.max_minutes or 0.0, init=args.init or "scratch", init_dataset=args.init_dataset or "",
+            front_end_from=args.front_end_from or "").resolved()
+        print(f"Training {settings.model} on {settings.dataset} (one run, not the shipped recipe): "
+              f"{settings.to_dict()}", flush=True)
     if args.logical_cpus:
-        training.split_cpu(args.logical_cpus)
+        distribute.split_cpu(args.logical_cpus)
     progress = training.TerminalProgress()
-    print(f"Training {settings.model} on {settings.dataset}: {settings.to_dict()}", flush=True)
     stop = threading.Event()
 
     def stop_gracefully(signum, frame):
@@ -53,14 +70,19 @@ def _train(args) -> int:
 
     signal.signal(signal.SIGINT, stop_gracefully)
     signal.signal(signal.SIGTERM, stop_gracefully)
-    result = training.train(settings, out_dir=out, callbacks=[progress], stop_event=stop, resume=args.resume,
-                            config=_config_overrides(args.set),
-                            backup_dir=Path(args.backup_dir) if args.backup_dir else None,
-                            fresh_parts=tuple(args.fresh))
-    print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
-                      "epochs_completed": result.epochs_completed, "replicas": len(result.devices),
-                      "devices": list(result.devices),
-                      "files": [str(p) for p in result.files.values()]}, indent=2))
+    backup = Path(args.backup_dir) if args.backup_dir else None
+    if settings is None:
+        results = training.rebuild(args.model, args.dataset, out, callbacks=[progress], stop_event=stop,
+                                   backup_dir=backup)
+    else:
+        results = [training.train(settings, out_dir=out, callbacks=[progress], stop_event=stop,
+                                  resume=bool(args.resume), config=_config_overrides(args.set or []),
+                                  backup_dir=backup, fresh_parts=tuple(args.fresh or ()))]
+    for result in results:
+        print(json.dumps({"metrics": result.metrics, "seconds": round(result.seconds, 1),
+                          "epochs_completed": result.epochs_completed, "replicas": len(result.devices),
+                          "devices": list(result.devices),
+                          "files": [str(p) for p in result.files.values()]}, indent=2))
     return 0
 
 
@@ -79,30 +101,30 @@ def _config_overrides(pairs: list[str]) -> dict:
 
 
 def _evaluate(args) -> int:
-    from . import registry
+    from . import store
 
     if args.model == "robustness":
         return _evaluate_robustness(args)
     if args.model == "photos":
         return _evaluate_photos(args)
-    folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
-    model = registry.load_from(folder, args.model, args.dataset)
+    folder = Path(args.weights) if args.weights else store.WEIGHTS_DIR
+    model = store.load_from(folder, args.model, args.dataset)
     (_, _), (x_test, y_test) = data.load_dataset(args.dataset)
     started = time.perf_counter()
-    metrics = registry.evaluate(model, x_test, y_test)
+    metrics = store.evaluate(model, x_test, y_test)
     seconds = round(time.perf_counter() - started, 2)
     if args.record:
-        registry.record_metrics(args.model, args.dataset, metrics, folder)
+        store.record_metrics(args.model, args.dataset, metrics, folder)
     print(json.dumps({**metrics, "evaluate_seconds": seconds}, indent=None if args.json else 2))
     return 0
 
 
 def _classifiers_and_test_set(args):
     """The CNN and the CapsNet from `--weights` (default: the shipped ones), and the MNIST test set."""
-    from . import registry
+    from . import store
 
-    folder = Path(args.weights) if args.weights else registry.WEIGHTS_DIR
-    models = {name: registry.load_from(folder, name, "mnist") for name in ("cnn", "capsnet")}
+    folder = Path(args.weights) if args.weights else store.WEIGHTS_DIR
+    models = {name: store.load_from(folder, name, "mnist") for name in ("cnn", "capsnet")}
     (_, _), (x_test, y_test) = data.load_dataset("mnist")
     return models, x_test, y_test
 
@@ -138,31 +160,31 @@ def _bench(args) -> int:
 
 
 def _import_weights(args) -> int:
-    from . import registry
+    from . import store, transfer
 
-    folder = Path(args.into) if args.into else registry.USER_WEIGHTS_DIR
-    key = registry.import_zip(Path(args.file), folder)
-    entry = registry.read_manifest(folder)[key]
+    folder = Path(args.into) if args.into else store.USER_WEIGHTS_DIR
+    key = transfer.import_zip(Path(args.file), folder)
+    entry = store.read_manifest(folder)[key]
     print(f"installed {key} into {folder} (checked: manifest, sha256 of every file, every tensor's shape)")
     print(f"its metrics: {json.dumps(entry['metrics'])}")
     if not args.into and not args.no_use:
-        registry.choose_user_weights(entry["model"], entry["dataset"], True)
+        store.choose_user_weights(entry["model"], entry["dataset"], True)
         print("every page of the studio now uses it; the Train page's “Restore shipped” goes back")
     return 0
 
 
 def _list(args) -> int:
-    from . import registry
+    from . import store
 
-    for e in registry.zoo():
+    for e in store.zoo():
         shipped = json.dumps(e.metrics) if e.metrics else f"not trained yet: {e.rebuild}"
         print(f"{e.name:14s} {e.dataset:8s} {e.title:48s} {shipped}")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    from .registry import SPECS
-    from .training import STRATEGIES
+    from .catalogue import SPECS
+    from .distribute import STRATEGIES
 
     p = argparse.ArgumentParser(prog="python -m mnist_models", description=__doc__)
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ start-up and log lines")
@@ -173,39 +195,48 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true", help="rebuild the cache even if present")
     f.set_defaults(func=_fetch)
 
-    t = sub.add_parser("train", help="train a model and write its weights + manifest entry")
+    t = sub.add_parser("train", help="run a model's shipped recipe, every stage (or one run of your settings)",
+                       description="With no option but --dataset, --out and --backup-dir: the shipped recipe, every "
+                                   "stage, from scratch (a recipe stopped between stages goes on from the next one). "
+                                   "Any other option makes it one run of those settings, the rest from the recipe's "
+                                   "first stage.")
     t.add_argument("model", choices=list(SPECS))
     t.add_argument("--dataset", choices=data.DATASETS, default="mnist")
-    t.add_argument("--epochs", type=int, default=0, help="0: the model's default")
-    t.add_argument("--batch-size", type=int, default=0, help="0: the model's default")
-    t.add_argument("--lr", type=float, default=0.0, help="0: the model's default")
-    t.add_argument("--train-size", type=int, default=0, help="use a random subset of this size (0: all)")
-    t.add_argument("--seed", type=int, default=1234)
-    t.add_argument("--lr-decay", type=float, default=0.0, help="per-epoch learning-rate factor (0: default)")
-    t.add_argument("--max-minutes", type=float, default=0.0,
-                   help="stop after this much training time, then score and save (0: no limit)")
-    t.add_argument("--init", default="scratch", metavar="shipped|in_use|scratch|DIR",
-                   help="start from these weights instead of from scratch: the shipped ones, those the app uses, "
-                        "or a weights folder (its manifest is checked); e.g. fine-tune on Fashion from MNIST with "
-                        "--dataset fashion --init shipped --init-dataset mnist")
-    t.add_argument("--init-dataset", choices=data.DATASETS,
-                   help="with --init: the dataset of the weights to start from (default: --dataset)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue from the weights already in the output folder, e.g. with a lower --lr")
-    t.add_argument("--fresh", action="append", default=[], metavar="PART",
-                   help="with --resume: start this part anew (e.g. discriminator) while the others continue; "
-                        "--set may then change its architecture (repeatable)")
+    t.add_argument("--dry-run", action="store_true", help="print the shipped recipe and stop")
     t.add_argument("--out", help="weights folder (default: weights/)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set max_shift=0 (repeatable; with --resume only "
-                        "training-only fields such as augmentation may change)")
-    t.add_argument("--strategy", choices=STRATEGIES, default="default",
-                   help="tf.distribute: mirrored over local devices, multiworker over the TF_CONFIG cluster; "
-                        "--batch-size is then per replica")
     t.add_argument("--backup-dir", help="back up every epoch here; a restarted run resumes from it "
                                         "(a folder every worker can read; only the chief writes)")
-    t.add_argument("--logical-cpus", type=int, default=0,
-                   help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
+    one = t.add_argument_group("one run of your own settings (instead of the recipe)")
+    one.add_argument("--epochs", type=int, help="default: the recipe's first stage")
+    one.add_argument("--batch-size", type=int, help="default: the recipe's first stage")
+    one.add_argument("--lr", type=float, help="default: the recipe's first stage")
+    one.add_argument("--lr-decay", type=float,
+                     help="per-epoch learning-rate factor (default: the recipe's first stage)")
+    one.add_argument("--train-size", type=int, help="use a random subset of this size (0: all)")
+    one.add_argument("--seed", type=int, help="default 1234")
+    one.add_argument("--max-minutes", type=float,
+                     help="stop after this much training time, then score and save (0: no limit)")
+    one.add_argument("--init", metavar="shipped|in_use|scratch|DIR",
+                     help="start from these weights instead of from scratch: the shipped ones, those the app uses, "
+                          "or a weights folder (its manifest is checked); e.g. fine-tune on Fashion from MNIST with "
+                          "--dataset fashion --init shipped --init-dataset mnist")
+    one.add_argument("--init-dataset", choices=data.DATASETS,
+                     help="with --init: the dataset of the weights to start from (default: --dataset)")
+    one.add_argument("--front-end-from", choices=list(SPECS),
+                     help="start a new model from the layers of this shipped MNIST model that fit (same name, shape)")
+    one.add_argument("--resume", action="store_true",
+                     help="continue from the weights already in the output folder, e.g. with a lower --lr")
+    one.add_argument("--fresh", action="append", metavar="PART",
+                     help="with --resume: start this part anew (e.g. discriminator) while the others continue; "
+                          "--set may then change its architecture (repeatable)")
+    one.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a config field, e.g. --set max_shift=0 (repeatable; with --resume only "
+                          "training-only fields such as augmentation may change)")
+    one.add_argument("--strategy", choices=STRATEGIES,
+                     help="tf.distribute: mirrored over local devices, multiworker over the TF_CONFIG cluster; "
+                          "--batch-size is then per replica")
+    one.add_argument("--logical-cpus", type=int,
+                     help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="score the shipped weights on the full test set")
@@ -224,10 +255,18 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="print performance figures")
     b.add_argument("what", choices=["capsnet", "inference", "multiworker", "photo", "multimnist", "previews",
-                                    "presets"])
+                                    "presets", "serve"])
     b.add_argument("--preset", action="append", default=[], help="presets: only this one (repeatable)")
     b.add_argument("--batches", type=int, default=20)
     b.add_argument("--repeats", type=int, default=200)
+    b.add_argument("--sessions", type=int, default=10, help="serve: visitors at once")
+    b.add_argument("--duration", type=float, default=60, help="serve: seconds the visitors stay")
+    b.add_argument("--think", type=float, default=1.0,
+                   help="serve: seconds a visitor pauses between actions, on average (strokes: half of it)")
+    b.add_argument("--url", help="serve: a running app to visit instead of starting one (no CPU figures then)")
+    b.add_argument("--compare", metavar="DIR",
+                   help="serve: another checkout of the app (e.g. a git worktree of an older commit): each action's "
+                        "CPU alone is measured on both in alternating rounds and given as a ratio")
     b.set_defaults(func=_bench)
 
     i = sub.add_parser("import-weights", help="install a weights .zip from the Train page (checked) as user weights")

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import registry
+from . import catalogue, store
 from .base import to_float
 from .data import load_dataset
 from .training import TrainSettings, start_from, steps_per_epoch, train
@@ -182,14 +182,14 @@ class TrainingJob:
         try:
             settings = self.settings.resolved()
             model = (start_from(settings, self.config) if settings.init != "scratch"
-                     else registry.build(settings.model, settings.dataset, self.config))
+                     else catalogue.build(settings.model, settings.dataset, self.config))
             (_, _), (x_test, _) = load_dataset(settings.dataset)
             fixed = x_test[:VIEW_DIGITS]
             callback = MetricsCallback(self.store, steps_per_epoch(settings, settings.train_size or 60000),
                                        view_function(model, fixed))
             try:
-                before_view = view_of(registry.load(settings.model, settings.dataset), fixed)
-            except registry.WeightsError:  # nothing trained to compare with
+                before_view = view_of(store.load(settings.model, settings.dataset), fixed)
+            except store.WeightsError:  # nothing trained to compare with
                 before_view = None
             self.store.update(before=_metrics_of_active(settings), before_view=before_view)
             self.result = train(settings, out_dir=self.out_dir, callbacks=[callback], stop_event=self.stop_event,
@@ -236,8 +236,8 @@ def _stored(view) -> np.ndarray:
 
 
 def _metrics_of_active(settings: TrainSettings) -> dict:
-    folder = registry.active_folder(settings.model, settings.dataset)
-    entry = registry.read_manifest(folder).get(registry.stem(settings.model, settings.dataset))
+    folder = store.active_folder(settings.model, settings.dataset)
+    entry = store.read_manifest(folder).get(catalogue.stem(settings.model, settings.dataset))
     return dict(entry["metrics"]) if entry else {}
 
 
@@ -278,7 +278,7 @@ def start(settings: TrainSettings, owner: str, out_dir: Path | None = None,
     """Start a background training; raises TrainingBusyError if one is already running anywhere."""
     global _current
     settings = settings.resolved()
-    out_dir = out_dir or registry.USER_WEIGHTS_DIR
+    out_dir = out_dir or store.USER_WEIGHTS_DIR
     with _jobs_lock:
         if _current is not None and _current.running:
             raise TrainingBusyError(f"{_current.owner} is training {_current.settings.model} right now", _current)
@@ -296,11 +296,14 @@ def clean_orphans_at_startup() -> list[Path]:
     removed = []
     if _current is not None and _current.running:
         return removed
-    if not _acquire_file_lock(registry.USER_WEIGHTS_DIR):
+    if not _acquire_file_lock(store.USER_WEIGHTS_DIR):
         return removed
     try:
-        for folder in (registry.WEIGHTS_DIR, registry.USER_WEIGHTS_DIR):
-            removed += registry.clean_orphans(folder)
+        for folder in (store.WEIGHTS_DIR, store.USER_WEIGHTS_DIR):
+            try:
+                removed += store.clean_orphans(folder)
+            except store.WeightsError:  # an unreadable manifest: nothing is removed, and the pages say what to do
+                continue
     finally:
         _release_file_lock()
     return removed

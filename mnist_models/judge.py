@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .base import Config, ModelSpec, to_float
+from .base import Config, ModelSpec, Stage, to_float
 from .classifiers import CNNClassifier
 
 
@@ -77,4 +77,4 @@ class JudgeClassifier(CNNClassifier):
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
 SPECS = [ModelSpec("judge", JudgeClassifier, ("mnist", "fashion"), "Judge (ResNet classifier, scores only)",
-                   epochs=8, lr_decay=0.8)]
+                   recipe=(Stage(8, lr_decay=0.8, seed=2718),))]

@@ -17,14 +17,17 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from .base import Config, ModelSpec, ZooModel, predict_batches
+from .base import Config, ModelSpec, Stage, ZooModel, as_images, predict_batches
 from .capsnet import (
     RECONSTRUCTION_WEIGHT,
     CapsNetConfig,
     Mask,
+    RoutingTrace,
     build_capsule_decoder,
     build_capsule_encoder,
     margin_loss,
+    routing_function,
+    spread_matrix,
 )
 
 FRAME = 36
@@ -125,20 +128,34 @@ def pair_accuracy(y_true, scores):
     return ops.cast(ops.all(ops.equal(top2, ops.cast(y_true, top2.dtype)), axis=-1), "float32")
 
 
-def as_pairs(images: np.ndarray) -> np.ndarray:
-    """Validate and convert to float32 (N, 36, 36) in [0, 1]; a single (36, 36) frame becomes a batch of one."""
-    arr = np.asarray(images, dtype=np.float32)
-    if arr.shape == (FRAME, FRAME):
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[1:] != (FRAME, FRAME):
-        raise ValueError(f"expected images of shape (N, {FRAME}, {FRAME}), got {arr.shape}")
-    return np.clip(np.nan_to_num(arr), 0.0, 1.0)
+def as_pairs(images) -> np.ndarray:
+    """`as_images` for 36×36 frames: uint8 0–255 or float 0–1, one frame or a batch."""
+    return as_images(images, size=FRAME)
 
 
 class PairReading(NamedTuple):
     digits: np.ndarray  # (B, 2) the two most active outputs, most active first
     lengths: np.ndarray  # (B, 10) capsule lengths (CapsNet) or sigmoid outputs (CNN)
     redrawn: np.ndarray | None  # (B, 2, 36, 36) each digit redrawn from its own capsule (CapsNet only)
+
+
+def pen_order(redrawn: np.ndarray, pens: np.ndarray) -> tuple[int, int]:
+    """The order of two redrawings (2, H, W) that puts each on the pen (2, H, W: each pen's own strokes) whose
+    strokes it overlaps most: (0, 1), or (1, 0) when the first redrawing belongs to the second pen."""
+    overlap = np.einsum("khw,jhw->kj", np.asarray(redrawn, np.float64), np.asarray(pens, np.float64))
+    return (0, 1) if overlap[0, 0] + overlap[1, 1] >= overlap[0, 1] + overlap[1, 0] else (1, 0)
+
+
+def in_order_of(digits, reference) -> list[int]:
+    """Two digits (a baseline's answers) in the order of `reference` (another model's, in pen order) where they
+    name the same digits: a digit both name goes to its place in `reference`; the rest keep their order."""
+    digits, reference = [int(d) for d in digits], [int(d) for d in reference]
+    if digits[1] in reference and digits[0] not in reference:
+        placed = reference.index(digits[1])
+        return [digits[1], digits[0]] if placed == 0 else digits
+    if digits[0] in reference and reference.index(digits[0]) == 1:
+        return [digits[1], digits[0]]
+    return digits
 
 
 def _top_two(scores: np.ndarray) -> np.ndarray:
@@ -152,6 +169,16 @@ def _scores(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
             "test_examples": int(len(labels))}
 
 
+def routing_attribution(trace: RoutingTrace, digits: np.ndarray, labels: np.ndarray, iteration: int) -> np.ndarray:
+    """(N, 2): the share of each digit's ink (its own image, (N, 2, H, W), as weight) that lies where its capsule's
+    routing heat map is higher than the other digit's capsule's, at `iteration`: how well routing separates the
+    strokes of the two digits."""
+    heat = np.stack([trace.heatmap(labels[:, k], iteration) for k in range(2)], 1)  # (N, 2, H, W)
+    mine = heat > heat[:, ::-1]
+    ink = digits.reshape(*digits.shape[:2], -1)
+    return (ink * mine.reshape(ink.shape)).sum(-1) / np.maximum(ink.sum(-1), 1e-8)
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of each pair of images (…, H, W) → (…)."""
     a = a.reshape(*a.shape[:-2], -1) - a.mean((-2, -1))[..., None]
@@ -161,7 +188,8 @@ def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class MultiCapsNetConfig(CapsNetConfig):
-    """The project's CapsNet, unchanged, on 36×36 frames: 10×10 primary positions (1,600 capsules, not 576)."""
+    """The project's CapsNet, unchanged, on 36×36 frames: its front end makes a 6×6 grid of primary-capsule
+    places (576 capsules) where the MNIST CapsNet has 4×4."""
 
 
 class MultiCapsNet(ZooModel):
@@ -187,9 +215,18 @@ class MultiCapsNet(ZooModel):
             "lengths": lengths, "first": self.decoder(mask([poses, first])),
             "second": self.decoder(mask([poses, second]))}, name="capsnet_multi")
         self._encode, self._decode = self.inference_function(self.encoder), self.inference_function(self.decoder)
+        self._route = routing_function(self, self.encoder)
+        self._spread = spread_matrix(self.config, FRAME)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.trainer}
+
+    def route(self, images) -> RoutingTrace:
+        """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
+        batch = as_pairs(images)
+        with self.lock:
+            coupling, votes, lengths = (t.numpy() for t in self._route(tf.convert_to_tensor(batch)))
+        return RoutingTrace(coupling, votes, lengths, self._spread, FRAME)
 
     def compile(self, learning_rate: float) -> keras.Model:
         weight = RECONSTRUCTION_WEIGHT / 784 * FRAME * FRAME  # the paper's 0.0005 on each summed squared error
@@ -234,18 +271,23 @@ class MultiCapsNet(ZooModel):
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, scorers: dict | None = None) -> dict[str, float]:
         """On the fixed 10,000 test pairs: both digits named, and each redrawn from its true capsule against
-        that digit alone. With `scorers` ({suffix: MNIST classifier}, see `registry.evaluate`), also how often
+        that digit alone. With `scorers` ({suffix: MNIST classifier}, see `store.evaluate`), also how often
         each reads a redrawing as its digit (`redraw_read{suffix}`), beside the same for the digits themselves
         (`redraw_read{suffix}_real`, the ceiling): a separation judged by a model that never saw a pair."""
         pairs = test_pairs(x, y)
 
         def run(index):
             lengths, poses = self._analyze(pairs.images[index])
-            return lengths, np.stack([self._redraw_from(poses, pairs.labels[index, k]) for k in range(2)], 1)
-        lengths, redrawn = predict_batches(run, np.arange(len(pairs.labels)), 500)
+            trace = self.route(pairs.images[index])
+            attribution = [routing_attribution(trace, pairs.digits[index], pairs.labels[index], it)
+                           for it in (0, trace.iterations - 1)]
+            return (lengths, np.stack([self._redraw_from(poses, pairs.labels[index, k]) for k in range(2)], 1),
+                    *attribution)
+        lengths, redrawn, first, last = predict_batches(run, np.arange(len(pairs.labels)), 500)
         corr = correlation(redrawn, pairs.digits)
         result = {**_scores(lengths, pairs.labels), "redraw_mse": float(np.mean((redrawn - pairs.digits) ** 2)),
-                  "redraw_correlation": float(corr.mean())}
+                  "redraw_correlation": float(corr.mean()),
+                  "routing_attribution_first": float(first.mean()), "routing_attribution_last": float(last.mean())}
         truth = pairs.labels.reshape(-1)
         for suffix, scorer in (scorers or {}).items():
             for name, images in (("", redrawn), ("_real", pairs.digits)):
@@ -257,9 +299,11 @@ class MultiCapsNet(ZooModel):
 
 @dataclasses.dataclass
 class MultiCNNConfig(Config):
-    """Three conv layers and a dense layer, sized to the CapsNet's parameter count (about 4 M)."""
+    """The MNIST CNN's convolutions (`filters`, `convs_per_block`; same layer names, so it can start from them),
+    then a dense layer and ten sigmoid outputs."""
 
-    filters: tuple[int, int, int] = (32, 64, 128)
+    filters: tuple[int, ...] = (32, 64)
+    convs_per_block: tuple[int, ...] = (1, 2)
     dense_units: int = 768
     dropout: float = 0.3
 
@@ -277,11 +321,10 @@ class MultiCNN(ZooModel):
         c = self.config
         images = keras.Input((FRAME, FRAME), name="image")
         h = layers.Reshape((FRAME, FRAME, 1))(images)
-        h = layers.Conv2D(c.filters[0], 5, activation="relu", name="conv0")(h)
-        h = layers.Conv2D(c.filters[1], 5, activation="relu", name="conv1")(h)
-        h = layers.MaxPooling2D()(h)
-        h = layers.Conv2D(c.filters[2], 3, activation="relu", name="conv2")(h)
-        h = layers.MaxPooling2D()(h)
+        for block, (filters, convs) in enumerate(zip(c.filters, c.convs_per_block, strict=True)):
+            for conv in range(convs):
+                h = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{block}_{conv}")(h)
+            h = layers.Dropout(c.dropout / 2)(layers.MaxPooling2D()(h))
         h = layers.Dropout(c.dropout)(layers.Dense(c.dense_units, activation="relu", name="dense")(
             layers.Flatten()(h)))
         self.network = keras.Model(images, layers.Dense(10, activation="sigmoid", name="present")(h),
@@ -316,10 +359,16 @@ class MultiCNN(ZooModel):
 
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
+# Both start from their MNIST model's convolutions and train side by side for the same wall-clock budget, each
+# with its learning rate decaying to about a tenth by the end of it: the CNN takes about 2.5 times as many pairs a
+# second (`bench multimnist`), so it runs that many more epochs and decays more slowly per epoch.
+BUDGET_MINUTES = 75
 SPECS = [
     ModelSpec("capsnet_multi", MultiCapsNet, ("mnist",), "CapsNet on MultiMNIST (two overlapping digits)",
-              epochs=30, batch_size=100, lr_decay=0.95),
-    ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST", epochs=30, lr_decay=0.95),
+              recipe=(Stage(100, lr_decay=0.85, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="capsnet",
+                            config={"front_end": "stack"}),)),
+    ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST",
+              recipe=(Stage(100, lr_decay=0.94, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="cnn"),)),
 ]
 
 

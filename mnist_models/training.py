@@ -18,11 +18,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import registry
-from .base import Config, ZooModel
-from .data import load_dataset, write_atomic
+from . import catalogue, store
+from .base import Config, Stage, ZooModel
+from .data import load_dataset
+from .distribute import (
+    STRATEGIES,
+    ChiefBackupAndRestore,
+    adapt_fit_to_strategy,
+    is_chief,
+    make_strategy,
+    replica_devices,
+)
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
@@ -34,19 +42,22 @@ class TrainSettings(Config):
     learning_rate: float = 0.0
     lr_decay: float = 0.0
     train_size: int = 0  # 0: the whole training set
+    test_size: int = 0  # score on the first this many test examples (quick checks; 0: the whole test set)
     seed: int = 1234
     strategy: str = "default"  # "default" | "mirrored" (local devices) | "multiworker" (from TF_CONFIG)
     max_minutes: float = 0.0  # > 0: stop (and save) after this much training time, e.g. for equal-budget baselines
     init: str = "scratch"  # "scratch" | "shipped" | "in_use" (the weights the app uses) | a weights folder
     init_dataset: str = ""  # the dataset of the weights to start from ("": the one trained on)
+    front_end_from: str = ""  # a shipped MNIST model whose layers of the same name and shape a new model starts from
 
     def resolved(self) -> TrainSettings:
-        """Fill the zeros from the model's defaults and refuse settings that cannot train."""
-        spec = registry.spec(self.model)
+        """Fill the zeros from the first stage of the model's recipe and refuse settings that cannot train."""
+        spec = catalogue.spec(self.model)
+        first = spec.first(self.dataset) if self.dataset in spec.datasets else spec.recipe[0]
         out = dataclasses.replace(
             self,
-            epochs=self.epochs or spec.epochs, batch_size=self.batch_size or spec.batch_size,
-            learning_rate=self.learning_rate or spec.learning_rate, lr_decay=self.lr_decay or spec.lr_decay,
+            epochs=self.epochs or first.epochs, batch_size=self.batch_size or first.batch_size,
+            learning_rate=self.learning_rate or first.learning_rate, lr_decay=self.lr_decay or first.lr_decay,
         )
         problems = []
         if not 1 <= out.epochs <= 1000:
@@ -59,14 +70,16 @@ class TrainSettings(Config):
             problems.append(f"lr decay must be in (0, 1], got {out.lr_decay}")
         if not (math.isfinite(out.max_minutes) and out.max_minutes >= 0):
             problems.append(f"max minutes must be ≥ 0, got {out.max_minutes}")
-        if out.train_size < 0:
-            problems.append(f"training-set size must be ≥ 0, got {out.train_size}")
+        if out.train_size < 0 or out.test_size < 0:
+            problems.append(f"training- and test-set sizes must be ≥ 0, got {out.train_size}, {out.test_size}")
         if out.strategy not in STRATEGIES:
             problems.append(f"strategy must be one of {', '.join(STRATEGIES)}, got {out.strategy!r}")
         if out.dataset not in spec.datasets:
             problems.append(f"{out.model} trains on {', '.join(spec.datasets)}, not {out.dataset}")
         if out.init_dataset and out.init_dataset not in spec.datasets:
             problems.append(f"there are no {out.model} weights for {out.init_dataset} to start from")
+        if out.front_end_from and out.front_end_from not in catalogue.SPECS:
+            problems.append(f"--front-end-from names no model of the zoo: {out.front_end_from!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return out
@@ -86,14 +99,14 @@ class TrainResult:
 
 
 class StopOnEvent(keras.callbacks.Callback):
-    """Ends `fit` after the current batch once `event` is set."""
+    """Ends `fit` after the current batch once any of `events` is set."""
 
-    def __init__(self, event: threading.Event):
+    def __init__(self, *events: threading.Event):
         super().__init__()
-        self.event = event
+        self.events = events
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.event.is_set():
+        if any(event.is_set() for event in self.events):
             self.model.stop_training = True
 
 
@@ -127,15 +140,6 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def replica_devices(strategy: tf.distribute.Strategy) -> tuple[str, ...]:
-    """The devices this process trains on, one per local replica."""
-    try:
-        return tuple(strategy.extended.worker_devices)
-    except RuntimeError:  # the default strategy: one replica, on TensorFlow's default device
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return (devices[0].name,)
-
-
 class TerminalProgress(keras.callbacks.Callback):
     """The CLI's progress bar: one Keras Progbar per epoch, after a line saying where it trains."""
 
@@ -151,106 +155,6 @@ class TerminalProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(batch + 1, [(k, float(v)) for k, v in (logs or {}).items()])
-
-
-def split_cpu(n: int) -> None:
-    """Expose the CPU as n logical devices, so MirroredStrategy has n replicas on a machine without GPUs.
-    Must run before TensorFlow initialises its devices."""
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """TensorFlow's own distribution: `mirrored` over this machine's devices, `multiworker` over the cluster
-    that the standard TF_CONFIG variable describes, `default` for no distribution."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable (see the README)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def _adapt_fit_to_strategy(trainable: keras.Model, strategy: tf.distribute.Strategy, element_spec) -> None:
-    """Two work-arounds for Keras 3's `fit` under tf.distribute.
-
-    1. Before the first step Keras builds the model's metrics and optimizer from one batch that it draws from the
-       training iterator. That draw starts an extra pass over the data, so a reshuffling pipeline then serves a
-       different order than without a strategy; and under MultiWorkerMirroredStrategy the draw's cross-worker
-       reduce fails outright (keras-team/keras#20585, tensorflow/tensorflow#72388). Build from zeros of the
-       dataset's element spec instead: only the shapes matter.
-    2. After each step Keras averages the logged metrics over workers with reduce(MEAN, axis=0), which fails on
-       scalars with two or more workers (same issues): hand them over as shape (1,), and the reduce
-       gives the workers' mean as a scalar.
-    """
-
-    def symbolic_build(iterator=None, data_batch=None):
-        zeros = tf.nest.map_structure(
-            lambda spec: tf.zeros([1 if d is None else d for d in spec.shape], spec.dtype), element_spec)
-        with strategy.scope():
-            trainable._symbolic_build(data_batch=zeros)
-
-    trainable._maybe_symbolic_build = symbolic_build
-    if _worker_count(strategy) > 1:
-        step = trainable.train_step
-        trainable.train_step = lambda data: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), step(data))
-
-
-def _worker_count(strategy: tf.distribute.Strategy) -> int:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The worker that writes checkpoints and weights: the `chief` task, or worker 0 when there is none."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                               and "chief" not in resolver.cluster_spec().as_dict())
-
-
-class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore, made safe for several workers: every worker restores from the backup, only the
-    chief writes it, and each file is replaced atomically (a kill mid-write leaves the previous backup). The zoo
-    model's artifacts (a GAN's per-epoch samples and loss curves) are backed up too, so a restarted run keeps
-    the epochs before the restart; the backup must then be the last callback, after those that record them.
-    So are the seconds each epoch took (`timer`'s), so the manifest's training time includes the stopped process's."""
-
-    def __init__(self, backup_dir: Path, chief: bool, owner: ZooModel, timer: EpochTimer):
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
-        self.chief, self.owner, self.timer = chief, owner, timer
-        self.resumed_from_epoch = 0
-        self.seconds_before_restart: list[float] = []  # per epoch, of the processes that trained before this one
-        self._artifacts_path = Path(backup_dir) / "artifacts.npz"
-        self._timing_path = Path(backup_dir) / "seconds_per_epoch.json"
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        self.resumed_from_epoch = int(getattr(self.model, "_initial_epoch", 0) or 0)
-        if self.resumed_from_epoch and self._artifacts_path.is_file():
-            with np.load(self._artifacts_path, allow_pickle=False) as arrays:
-                self.owner.load_artifacts(dict(arrays))
-        if self.resumed_from_epoch and self._timing_path.is_file():
-            self.seconds_before_restart = json.loads(self._timing_path.read_text())[:self.resumed_from_epoch]
-
-    def _save_model(self):
-        if not self.chief:
-            return
-        write_atomic(Path(self._weights_path), lambda tmp: self.model.save_weights(tmp, overwrite=True),
-                     suffix=".weights.h5")
-        progress = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
-        write_atomic(Path(self._training_metadata_path), lambda tmp: Path(tmp).write_text(progress))
-        if arrays := self.owner.artifacts():
-            write_atomic(Path(self._artifacts_path), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
-        seconds = json.dumps(self.seconds_before_restart + self.timer.seconds)
-        write_atomic(self._timing_path, lambda tmp: Path(tmp).write_text(seconds))
-
-    def on_train_end(self, logs=None):
-        if self.chief:
-            super().on_train_end(logs)
 
 
 def package_versions() -> dict[str, str]:
@@ -275,12 +179,20 @@ def subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
     return x[idx], y[idx]
 
 
+def portable(folder: Path) -> str:
+    """A folder as the manifest records it: relative to the project when inside it, so no machine's path is kept."""
+    try:
+        return str(Path(folder).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return Path(folder).name
+
+
 def init_folder(settings: TrainSettings) -> Path:
     """Where the weights a run starts from live: `init` is "shipped", "in_use" or a folder."""
     if settings.init == "shipped":
-        return registry.WEIGHTS_DIR
+        return store.WEIGHTS_DIR
     if settings.init == "in_use":
-        return registry.active_folder(settings.model, settings.init_dataset or settings.dataset)
+        return store.active_folder(settings.model, settings.init_dataset or settings.dataset)
     return Path(settings.init)
 
 
@@ -296,22 +208,162 @@ def start_from(settings: TrainSettings, config: dict | None = None) -> ZooModel:
     may change training-only settings), with a record of where it started (`started_from`, kept in the new
     manifest entry). Its history of samples and losses starts anew with this run (it may be on another dataset)."""
     folder, source = init_folder(settings), settings.init_dataset or settings.dataset
-    model = registry.load_from(folder, settings.model, source, config)
+    model = store.load_from(folder, settings.model, source, config)
     model.dataset = settings.dataset
     model.forget_history()
-    entry = registry.read_manifest(folder)[registry.stem(settings.model, source)]
+    entry = store.read_manifest(folder)[catalogue.stem(settings.model, source)]
     epochs_total, seconds_all_runs = training_totals(entry)
     model.started_from = {
-        "from": settings.init, "folder": str(folder), "dataset": source,
+        "from": settings.init if settings.init in ("shipped", "in_use") else portable(folder),
+        "folder": portable(folder), "dataset": source,
         "epochs_total": epochs_total, "trained_at": entry.get("trained_at"), "seconds_all_runs": seconds_all_runs,
         "metrics": entry.get("metrics", {}),
         "weights_sha256": {part: f["sha256"] for part, f in entry.get("weights", {}).items()}}
     return model
 
 
+def copy_front_end(source: ZooModel, target: ZooModel) -> list[str]:
+    """Copy into `target` the weights of every layer that `source` has under the same name with the same shapes
+    (a head start: e.g. the MNIST CapsNet's convolutions for the MultiMNIST one); returns the layer names."""
+    def layers_by_name(model: ZooModel) -> dict[str, keras.layers.Layer]:
+        found, todo = {}, list(model.parts().values())
+        while todo:
+            layer = todo.pop()
+            if isinstance(layer, keras.Model):
+                todo.extend(layer.layers)
+            elif layer.weights:
+                found[layer.name] = layer
+        return found
+
+    sources, copied = layers_by_name(source), []
+    for name, layer in sorted(layers_by_name(target).items()):
+        weights = sources[name].get_weights() if name in sources else None
+        if weights is not None and [w.shape for w in weights] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(weights)
+            copied.append(name)
+    return copied
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """What a run starts with: the model and what the weights it continues from had had."""
+
+    model: ZooModel
+    earlier_runs: list
+    epochs_before: int
+    seconds_before: float
+    front_end: dict | None
+
+
+def _prepare(settings: TrainSettings, out_dir: Path, config: dict | None, model: ZooModel | None, resume: bool,
+             fresh_parts: tuple[str, ...]) -> _Prepared:
+    """Build or load the model to train (call under the strategy's scope)."""
+    earlier_runs, epochs_before, seconds_before, front_end = [], 0, 0.0, None
+    if resume:
+        prior = store.read_manifest(out_dir).get(catalogue.stem(settings.model, settings.dataset))
+        if prior is None:
+            raise ValueError(f"--resume: {out_dir} holds no {settings.model} weights for {settings.dataset}")
+        model = store.load_from(out_dir, settings.model, settings.dataset, config, fresh_parts)
+        earlier_runs = prior.get("earlier_runs", []) + [
+            {k: prior[k] for k in ("config", "fresh_parts", "training", "recipe_stage", "front_end_from",
+                                   "resumed_from_epoch", "epochs_completed", "seconds_total", "seconds_per_epoch",
+                                   "metrics", "history", "trained_at")
+             if k in prior}]
+        epochs_before, seconds_before = training_totals(prior)
+    elif model is None and settings.init != "scratch":
+        model = start_from(settings, config)
+    model = model or catalogue.build(settings.model, settings.dataset, config)
+    if model.started_from:
+        epochs_before, seconds_before = model.started_from["epochs_total"], model.started_from["seconds_all_runs"]
+    if settings.front_end_from and not resume:
+        source = store.load_from(store.WEIGHTS_DIR, settings.front_end_from, "mnist")
+        entry = store.read_manifest(store.WEIGHTS_DIR)[catalogue.stem(settings.front_end_from, "mnist")]
+        front_end = {"model": settings.front_end_from, "layers": copy_front_end(source, model),
+                     "weights_sha256": {part: f["sha256"] for part, f in entry["weights"].items()}}
+        if not front_end["layers"]:
+            raise ValueError(f"{settings.front_end_from} has no layer that fits {settings.model}")
+    return _Prepared(model, earlier_runs, epochs_before, seconds_before, front_end)
+
+
+@dataclasses.dataclass
+class _Fitted:
+    history: dict[str, list[float]]
+    seconds: float
+    seconds_per_epoch: list[float]
+    epochs_completed: int
+    resumed_from_epoch: int
+    stopped: bool
+
+
+def _fit(settings: TrainSettings, model: ZooModel, trainable: keras.Model, dataset, x_train: np.ndarray, strategy,
+         callbacks, stop_event: threading.Event | None, backup_dir: Path | None) -> _Fitted:
+    """`fit` with the callbacks every run has: epoch timing, the NaN guard, Stop, the time budget, the backup."""
+    timer, nan_guard, budget_over = EpochTimer(), StopOnNaN(), threading.Event()
+    stops = [event for event in (stop_event, budget_over) if event is not None]
+    all_callbacks = [timer, nan_guard, *model.training_callbacks(x_train), *callbacks, StopOnEvent(*stops)]
+    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model, timer) if backup_dir else None
+    if backup:
+        all_callbacks.append(backup)  # last: after the callbacks that record what it backs up
+    budget = threading.Timer(settings.max_minutes * 60, budget_over.set) if settings.max_minutes else None
+    started = time.perf_counter()
+    if budget:
+        budget.daemon = True
+        budget.start()
+    try:
+        with warnings.catch_warnings():  # our datasets shuffle themselves; Keras warns that its shuffle is unused
+            warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
+            history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
+    finally:
+        if budget:
+            budget.cancel()
+    if nan_guard.diverged:
+        raise FloatingPointError("training diverged (loss became NaN or infinite); nothing was saved. "
+                                 "Try a smaller learning rate.")
+    # a run restarted from its backup trained its first `resumed_from_epoch` epochs in the stopped process
+    before_restart = backup.seconds_before_restart if backup else []
+    return _Fitted({k: [float(v) for v in vals] for k, vals in history.history.items()},
+                   time.perf_counter() - started + sum(before_restart), before_restart + timer.seconds,
+                   len(timer.seconds), backup.resumed_from_epoch if backup else 0,
+                   any(event.is_set() for event in stops))
+
+
+def _record(settings: TrainSettings, prepared: _Prepared, fitted: _Fitted, metrics: dict, train_examples: int,
+            replicas: int, fresh_parts: tuple[str, ...], recipe_stage: str) -> dict:
+    """The manifest entry of a finished run."""
+    model = prepared.model
+    return {
+        "model": settings.model,
+        "dataset": settings.dataset,
+        "class": type(model).__name__,
+        "config": model.config.to_dict(),
+        "training": settings.to_dict(),
+        **({"recipe_stage": recipe_stage} if recipe_stage else {}),
+        "epochs_completed": fitted.epochs_completed,
+        "stopped_early": fitted.stopped,
+        "train_examples": train_examples,
+        "replicas": replicas,
+        **({"resumed_from_epoch": fitted.resumed_from_epoch} if fitted.resumed_from_epoch else {}),
+        **({"fresh_parts": list(fresh_parts)} if fresh_parts else {}),
+        **({"init": model.started_from} if model.started_from else {}),
+        **({"front_end_from": prepared.front_end} if prepared.front_end else {}),
+        "seconds_total": round(fitted.seconds, 1),
+        "seconds_per_epoch": [round(s, 1) for s in fitted.seconds_per_epoch],
+        "metrics": metrics,
+        "history": fitted.history,
+        "versions": package_versions(),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        # all the epochs and time its weights have had: earlier runs of a resumed model, the weights it started from
+        "epochs_total": fitted.epochs_completed + fitted.resumed_from_epoch + prepared.epochs_before,
+        **({"earlier_runs": prepared.earlier_runs} if prepared.earlier_runs else {}),
+        **({"seconds_all_runs": round(fitted.seconds + prepared.seconds_before, 1)}
+           if prepared.seconds_before else {}),
+    }
+
+
 def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), stop_event=None,
           config: dict | None = None, model=None, resume: bool = False,
-          backup_dir: Path | None = None, fresh_parts: tuple[str, ...] = ()) -> TrainResult:
+          backup_dir: Path | None = None, fresh_parts: tuple[str, ...] = (), recipe_stage: str = "") -> TrainResult:
     """Train, evaluate on the full test set, save atomically to `out_dir` and record it in its manifest.
 
     `config` overrides the model's defaults; with `resume`, which continues from the weights already in `out_dir`
@@ -324,100 +376,87 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     if fresh_parts and not resume:
         raise ValueError("--fresh restarts a part of a resumed model: add --resume")
     settings = settings.resolved()
-    out_dir = Path(out_dir) if out_dir else registry.WEIGHTS_DIR
+    if resume and settings.init != "scratch":
+        raise ValueError("--resume continues the weights in the output folder: it cannot also start from --init")
+    out_dir = Path(out_dir) if out_dir else store.WEIGHTS_DIR
     strategy = make_strategy(settings.strategy)
     keras.utils.set_random_seed(settings.seed)
     (x_train, y_train), (x_test, y_test) = load_dataset(settings.dataset)
     x_train, y_train = subset(x_train, y_train, settings.train_size, settings.seed)
+    if settings.test_size:
+        x_test, y_test = x_test[:settings.test_size], y_test[:settings.test_size]
     global_batch = settings.batch_size * strategy.num_replicas_in_sync
 
-    earlier_runs, epochs_before, seconds_before = [], 0, 0.0  # what the weights it continues from had had
-    if resume and settings.init != "scratch":
-        raise ValueError("--resume continues the weights in the output folder: it cannot also start from --init")
     with strategy.scope():  # variables, optimizers and metrics are created under the strategy
-        if resume:
-            prior = registry.read_manifest(out_dir).get(registry.stem(settings.model, settings.dataset))
-            model = registry.load_from(out_dir, settings.model, settings.dataset, config, fresh_parts)
-            earlier_runs = prior.get("earlier_runs", []) + [
-                {k: prior[k] for k in ("config", "fresh_parts", "training", "resumed_from_epoch", "epochs_completed",
-                                       "seconds_total", "seconds_per_epoch", "metrics", "history", "trained_at")
-                 if k in prior}]
-            epochs_before, seconds_before = training_totals(prior)
-        elif model is None and settings.init != "scratch":
-            model = start_from(settings, config)
-        model = model or registry.build(settings.model, settings.dataset, config)
-        if model.started_from:
-            epochs_before, seconds_before = model.started_from["epochs_total"], model.started_from["seconds_all_runs"]
-        steps = math.ceil(len(x_train) / global_batch)
+        prepared = _prepare(settings, out_dir, config, model, resume, fresh_parts)
         learning_rate = settings.learning_rate
         if settings.lr_decay < 1.0:
-            learning_rate = keras.optimizers.schedules.ExponentialDecay(learning_rate, steps, settings.lr_decay)
-        trainable = model.compile(learning_rate)
+            learning_rate = keras.optimizers.schedules.ExponentialDecay(
+                learning_rate, math.ceil(len(x_train) / global_batch), settings.lr_decay)
+        trainable = prepared.model.compile(learning_rate)
     options = tf.data.Options()  # every worker reads the same seeded order and keeps its share of each batch
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = model.train_dataset(x_train, y_train, global_batch, settings.seed).with_options(options)
+    dataset = prepared.model.train_dataset(x_train, y_train, global_batch, settings.seed).with_options(options)
     if settings.strategy != "default":
-        _adapt_fit_to_strategy(trainable, strategy, dataset.element_spec)
+        adapt_fit_to_strategy(trainable, strategy, dataset.element_spec)
 
-    timer, nan_guard = EpochTimer(), StopOnNaN()
-    all_callbacks = [timer, nan_guard, *model.training_callbacks(x_train), *callbacks]
-    if settings.max_minutes:
-        stop_event = stop_event or threading.Event()
-        budget = threading.Timer(settings.max_minutes * 60, stop_event.set)
-        budget.daemon = True
-    if stop_event is not None:
-        all_callbacks.append(StopOnEvent(stop_event))
-    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model, timer) if backup_dir else None
-    if backup:
-        all_callbacks.append(backup)
-    started = time.perf_counter()
-    if settings.max_minutes:
-        budget.start()
-    try:
-        with warnings.catch_warnings():  # our datasets shuffle themselves; Keras warns that its shuffle is unused
-            warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
-            history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
-    finally:
-        if settings.max_minutes:
-            budget.cancel()
-    # a run restarted from its backup trained its first `resumed_from_epoch` epochs in the stopped process
-    before_restart = backup.seconds_before_restart if backup else []
-    seconds_per_epoch = before_restart + timer.seconds
-    seconds = time.perf_counter() - started + sum(before_restart)
-    if nan_guard.diverged:
-        raise FloatingPointError("training diverged (loss became NaN or infinite); nothing was saved. "
-                                 "Try a smaller learning rate.")
-    stopped = bool(stop_event is not None and stop_event.is_set())
-    epochs_completed = len(timer.seconds)
+    fitted = _fit(settings, prepared.model, trainable, dataset, x_train, strategy, callbacks, stop_event, backup_dir)
+    metrics = store.evaluate(prepared.model, x_test, y_test)
+    devices = replica_devices(strategy)
+    files = {}
+    if is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
+        entry = _record(settings, prepared, fitted, metrics, len(x_train), strategy.num_replicas_in_sync,
+                        fresh_parts, recipe_stage)
+        files = store.save(prepared.model, out_dir, entry)
+    return TrainResult(settings, prepared.model, metrics, files, fitted.epochs_completed, fitted.stopped,
+                       fitted.seconds, fitted.history, devices)
 
-    metrics = registry.evaluate(model, x_test, y_test)
-    if not is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
-        return TrainResult(settings, model, metrics, {}, epochs_completed, stopped, seconds, history.history,
-                           replica_devices(strategy))
-    files = registry.save(model, out_dir, {
-        "model": settings.model,
-        "dataset": settings.dataset,
-        "class": type(model).__name__,
-        "config": model.config.to_dict(),
-        "training": settings.to_dict(),
-        "epochs_completed": epochs_completed,
-        "stopped_early": stopped,
-        "train_examples": int(len(x_train)),
-        "replicas": int(strategy.num_replicas_in_sync),
-        **({"resumed_from_epoch": backup.resumed_from_epoch} if backup and backup.resumed_from_epoch else {}),
-        **({"fresh_parts": list(fresh_parts)} if fresh_parts else {}),
-        **({"init": model.started_from} if model.started_from else {}),
-        "seconds_total": round(seconds, 1),
-        "seconds_per_epoch": [round(s, 1) for s in seconds_per_epoch],
-        "metrics": metrics,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-        "versions": package_versions(),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        # all the epochs and time its weights have had: earlier runs of a resumed model, the weights it started from
-        "epochs_total": epochs_completed + (backup.resumed_from_epoch if backup else 0) + epochs_before,
-        **({"earlier_runs": earlier_runs} if earlier_runs else {}),
-        **({"seconds_all_runs": round(seconds + seconds_before, 1)} if seconds_before else {}),
-    })
-    return TrainResult(settings, model, metrics, files, epochs_completed, stopped, seconds, history.history,
-                       replica_devices(strategy))
+
+# --- the shipped recipes, end to end --------------------------------------------------------------------------
+
+def stage_settings(name: str, dataset: str, stage: Stage) -> TrainSettings:
+    return TrainSettings(model=name, dataset=dataset, epochs=stage.epochs, batch_size=stage.batch_size,
+                         learning_rate=stage.learning_rate, lr_decay=stage.lr_decay, seed=stage.seed,
+                         max_minutes=stage.max_minutes, front_end_from=stage.front_end_from).resolved()
+
+
+def describe_recipe(name: str, dataset: str) -> list[str]:
+    """The recipe as lines a person reads (`train NAME --dry-run`)."""
+    lines = []
+    for index, stage in enumerate(catalogue.spec(name).stages(dataset), 1):
+        start = "from scratch" if index == 1 else "continues stage " + str(index - 1)
+        if stage.front_end_from:
+            start += f", with the layers of the shipped MNIST {stage.front_end_from} that fit copied in"
+        budget = f", stopped after {stage.max_minutes:g} min" if stage.max_minutes else ""
+        lines.append(f"stage {index} ({start}): {stage.epochs} epochs{budget}, batch {stage.batch_size}, "
+                     f"Adam {stage.learning_rate:g} × {stage.lr_decay:g} per epoch, seed {stage.seed}"
+                     + (f", config {json.dumps(stage.config)}" if stage.config else "")
+                     + (f", fresh {', '.join(stage.fresh_parts)}" if stage.fresh_parts else ""))
+    return lines
+
+
+def stages_done(out_dir: Path, name: str, dataset: str) -> int:
+    """How many stages of the recipe the weights in `out_dir` have had, when they stopped part-way through it
+    (0 otherwise: a finished or foreign entry is rebuilt from the start)."""
+    entry = store.read_manifest(out_dir).get(catalogue.stem(name, dataset), {})
+    done, _, total = entry.get("recipe_stage", "").partition("/")
+    stages = len(catalogue.spec(name).stages(dataset))
+    return int(done) if done.isdigit() and total == str(stages) and int(done) < stages else 0
+
+
+def rebuild(name: str, dataset: str = "mnist", out_dir: Path | None = None, callbacks=(), stop_event=None,
+            backup_dir: Path | None = None) -> list[TrainResult]:
+    """Run the shipped recipe of `name` on `dataset`, every stage, into `out_dir` (default weights/). A recipe
+    stopped between stages goes on from the next one; `backup_dir` keeps each stage's per-epoch backup."""
+    out_dir = Path(out_dir) if out_dir else store.WEIGHTS_DIR
+    stages = catalogue.spec(name).stages(dataset)
+    results = []
+    for index in range(stages_done(out_dir, name, dataset), len(stages)):
+        stage = stages[index]
+        results.append(train(stage_settings(name, dataset, stage), out_dir, callbacks, stop_event,
+                             config=dict(stage.config) or None, resume=index > 0,
+                             backup_dir=Path(backup_dir) / f"stage{index + 1}" if backup_dir else None,
+                             fresh_parts=stage.fresh_parts, recipe_stage=f"{index + 1}/{len(stages)}"))
+        if stop_event is not None and stop_event.is_set():
+            break
+    return results

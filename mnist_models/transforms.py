@@ -23,6 +23,7 @@ class Transform:
     shift_x: float = 0.0  # pixels, right
     shift_y: float = 0.0  # pixels, down
     shear: float = 0.0  # horizontal shear factor
+    stretch_x: float = 1.0  # horizontal scale on top of `scale` (affNIST scales each axis on its own)
     thickness: int = 0  # > 0 thickens strokes by that many pixels, < 0 thins them
 
     def is_identity(self) -> bool:
@@ -34,7 +35,7 @@ def _matrix(t: Transform) -> np.ndarray:
     angle = np.deg2rad(t.rotation)
     rotate = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
     shear = np.array([[1.0, 0.0], [t.shear, 1.0]])
-    return t.scale * rotate @ shear
+    return t.scale * rotate @ shear @ np.diag([1.0, t.stretch_x])
 
 
 def apply(images: np.ndarray, t: Transform) -> np.ndarray:
@@ -89,6 +90,13 @@ def benchmark_sets(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     directions = np.array([(4, 0), (-4, 0), (0, 4), (0, -4)], float)[rng.integers(0, 4, size=n)]
     affine = [Transform(rotation=float(r), shear=float(s), scale=float(c)) for r, s, c in
               zip(rng.uniform(-20, 20, n), rng.uniform(-0.1, 0.1, n), rng.uniform(0.8, 1.2, n), strict=True)]
+    # affNIST's ranges (Sabour et al. 2017 §5.2 test on it): rotation ±20°, each axis scaled 0.8–1.2 on its own,
+    # shear ±0.1; its own seed, so the sets above stay as they were
+    affnist_rng = np.random.default_rng([seed, 2017])
+    rows, cols = affnist_rng.uniform(0.8, 1.2, n), affnist_rng.uniform(0.8, 1.2, n)
+    affnist = [Transform(rotation=float(r), shear=float(s), scale=float(sy), stretch_x=float(sx / sy))
+               for r, s, sy, sx in zip(affnist_rng.uniform(-20, 20, n), affnist_rng.uniform(-0.1, 0.1, n), rows, cols,
+                                       strict=True)]
 
     def each(transforms):
         return np.concatenate([apply(images[i:i + 1], t) for i, t in enumerate(transforms)])
@@ -101,6 +109,7 @@ def benchmark_sets(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
         "scale1.2": apply(images, Transform(scale=1.2)),
         "shift4": each(Transform(shift_x=dx, shift_y=dy) for dy, dx in directions),
         "affine": each(affine),
+        "affnist": each(affnist),
     }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from .base import Config, ModelSpec, ZooModel, as_images, predict_batches, shift_augment, to_float
+from .base import Config, ModelSpec, Stage, ZooModel, as_images, predict_batches, to_float
 
 
 @dataclasses.dataclass
@@ -19,22 +19,14 @@ class VAEConfig(Config):
     """Defaults: what weights saved before a field existed were trained with (see `Config`); the shipped
     recipes are `SPECS` below."""
 
+    retired = ("dropout", "encoder_shift", "encoder_noise")
+
     latent_dim: int = 2
     filters: tuple[int, int] = (16, 32)
     dense_units: int = 256
-    dropout: float = 0.0  # after the dense layers, while training (regularisation; not in the shipped recipe)
-    # > 0: while training, the encoder sees each digit shifted by up to this many pixels, and the loss still scores
-    # the redrawing of the unshifted digit (any q(z|x) gives a valid bound). Meant to carry the encoder's inference
-    # over to new handwriting, where it loses most (`amortization_gap`); measured, it evened out the gaps on
-    # training and test digits but widened both (docs/training-notes.md), so the shipped recipe leaves it at 0
-    encoder_shift: int = 0
-    # > 0: while training, the encoder sees each digit with Gaussian noise of this standard deviation added, and the
-    # loss scores the redrawing of the clean digit: the denoising regulariser of amortised inference (Shu et al.
-    # 2018, "Amortized inference regularization"), a gentler perturbation than a shift
-    encoder_noise: float = 0.0
     # > 0: q(z|x) is the encoder's guess moved by this many Adam steps on each image's own loss, the decoder fixed
     # (`refine_posterior`), in encoding, scoring and training (`VAENetwork`). New handwriting is where the encoder
-    # loses most (`amortization_gap`); `evaluate` then reports the loss with the encoder alone as well
+    # loses most (docs/training-notes.md, "VAE"); `evaluate` then reports the loss with the encoder alone as well
     refine_steps: int = 0
 
 
@@ -60,18 +52,13 @@ class Sampling(layers.Layer):
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
 
-def _dropout(config: VAEConfig, x):
-    """Dropout layers only where asked, so the networks of weights saved without them stay layer for layer."""
-    return layers.Dropout(config.dropout)(x) if config.dropout else x
-
-
 def build_encoder(config: VAEConfig) -> keras.Model:
     f1, f2 = config.filters
     images = keras.Input((28, 28))
     x = layers.Reshape((28, 28, 1))(images)
     x = layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu")(x)
-    x = _dropout(config, layers.Dense(config.dense_units, activation="relu")(layers.Flatten()(x)))
+    x = layers.Dense(config.dense_units, activation="relu")(layers.Flatten()(x))
     z_mean = layers.Dense(config.latent_dim, name="z_mean")(x)
     z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(x)
     z = Sampling()([z_mean, z_log_var])
@@ -81,8 +68,8 @@ def build_encoder(config: VAEConfig) -> keras.Model:
 def build_decoder(config: VAEConfig) -> keras.Model:
     f1, f2 = config.filters
     z = keras.Input((config.latent_dim,))
-    x = _dropout(config, layers.Dense(config.dense_units, activation="relu")(z))
-    x = _dropout(config, layers.Dense(7 * 7 * f2, activation="relu")(x))
+    x = layers.Dense(config.dense_units, activation="relu")(z)
+    x = layers.Dense(7 * 7 * f2, activation="relu")(x)
     x = layers.Reshape((7, 7, f2))(x)
     x = layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu")(x)
@@ -118,8 +105,8 @@ class VAENetwork(keras.Model):
         z_mean, z_log_var, z = self.encoder(images, training=training)
         return self.decoder(z, training=training), z_mean, z_log_var
 
-    def _update(self, encoder_images, images, training, refined=None):
-        z_mean, z_log_var, z = self.encoder(encoder_images, training=training)
+    def _update(self, images, training, refined=None):
+        z_mean, z_log_var, z = self.encoder(images, training=training)
         recon, kl = vae_losses(images, self.decoder(z, training=training), z_mean, z_log_var)
         loss = recon + kl
         if refined is not None:
@@ -134,22 +121,21 @@ class VAENetwork(keras.Model):
         # averaged over the global batch: under a distribution strategy the replicas' gradients are summed
         return tf.nn.compute_average_loss(loss)
 
-    def train_step(self, data):
-        encoder_images, images = data  # the encoder's view (perhaps shifted) and the digit to redraw
+    def train_step(self, images):
         refined = None
         if self.refine_steps:  # outside the tape: only the refined q's value is learnt from, not its making
-            mean, log_var, _ = self.encoder(encoder_images, training=False)
+            mean, log_var, _ = self.encoder(images, training=False)
             # fresh noise for every batch, and never the stream `encode` and `evaluate` refine with (seed 2)
             refined = refine_posterior(self.decoder, images, mean, log_var, self.refine_steps,
                                        seed=self.optimizer.iterations + 1000)
         with tf.GradientTape() as tape:
-            total = self._update(encoder_images, images, training=True, refined=refined)
+            total = self._update(images, training=True, refined=refined)
         grads = tape.gradient(total, self.trainable_weights)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, images):
-        self._update(images, images, training=False)
+        self._update(images, training=False)
         return {m.name: m.result() for m in self.metrics}
 
 
@@ -180,18 +166,7 @@ class VAE(ZooModel):
         return self.network
 
     def train_dataset(self, x, y, batch_size, seed):
-        """(encoder input, digit) pairs: the encoder's input is shifted or noisy when `encoder_shift` or
-        `encoder_noise` ask for it."""
-        shift, noise = self.config.encoder_shift, self.config.encoder_noise
-
-        def encoder_view(image, s):
-            view = shift_augment(image, s, shift)
-            return view + noise * tf.random.stateless_normal(tf.shape(view), seed=s[::-1]) if noise else view
-
         ds = tf.data.Dataset.from_tensor_slices(to_float(x)).shuffle(len(x), seed=seed)
-        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
-        ds = ds.map(lambda image, s: (encoder_view(image, s), image), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     # --- inference --------------------------------------------------------------------------------------
@@ -311,44 +286,10 @@ def refine_posterior(decoder: keras.Model, images, mean, log_var, steps: int, le
     return params
 
 
-def amortization_gap(model: VAE, images: np.ndarray, steps: int = 150, seed: int = 0) -> dict[str, float]:
-    """How much of the loss is the encoder's: the mean loss (BCE + KL, 64 posterior samples) with the encoder's
-    q(z|x), and with q refined for each image by `steps` Adam steps (16 posterior samples each) on its own loss.
-    The refined loss is still a valid bound for the same model, so the difference is what a better encoder could
-    gain (Cremer et al. 2018, "Inference suboptimality in variational autoencoders")."""
-    x = tf.convert_to_tensor(as_images(images))
-    eval_noise = tf.random.stateless_normal((64, len(images), model.config.latent_dim), seed=[seed, 1])
-    with model.lock:
-        mean, log_var, _ = model.encoder(x, training=False)
-        amortized = float(tf.reduce_mean(posterior_losses(model.decoder, x, mean, log_var, eval_noise)))
-        refine = tf.function(lambda m, lv: refine_posterior(model.decoder, x, m, lv, steps, samples=16,
-                                                            seed=seed + 2))
-        refined = float(tf.reduce_mean(posterior_losses(model.decoder, x, *refine(mean, log_var), eval_noise)))
-    return {"amortized": amortized, "refined": refined, "gap": amortized - refined}
-
-
-def importance_weighted_loss(model: VAE, images: np.ndarray, samples: int = 256, seed: int = 0) -> float:
-    """Mean −log p(x) bound from `samples` importance samples of the model's q(z|x) (Burda et al. 2016, IWAE):
-    tighter than the loss (one sample's BCE + KL) and closer the better q is, so it scores the generative model,
-    p(z)·p(x|z), more than its inference."""
-
-    def bounds(x):
-        x = tf.convert_to_tensor(x)
-        with model.lock:
-            mean, log_var, _ = model._posterior(x)
-            noise = tf.random.stateless_normal((samples, *mean.shape), seed=[seed, 3])
-            z = mean[None] + tf.exp(0.5 * log_var)[None] * noise
-            decoded = model.decoder(tf.reshape(z, (-1, mean.shape[1])), training=False)
-        recon, _ = vae_losses(tf.tile(x, [samples, 1, 1]), decoded, mean, log_var)
-        log_prior = -0.5 * tf.reduce_sum(tf.square(z), -1)
-        log_q = -0.5 * tf.reduce_sum(tf.square(noise) + log_var[None], -1)  # the 2π terms cancel with the prior's
-        log_w = -tf.reshape(recon, (samples, -1)) + log_prior - log_q
-        return ((np.log(samples) - tf.reduce_logsumexp(log_w, axis=0)).numpy(),)
-
-    (per_image,) = predict_batches(bounds, as_images(images), batch_size=max(1, 16384 // samples))
-    return float(np.mean(per_image))
-
-
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
-SPECS = [ModelSpec("vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent", epochs=30, lr_decay=0.97)]
+SPECS = [ModelSpec(
+    "vae", VAE, ("mnist", "fashion"), "VAE, 2-D latent",
+    recipe=(Stage(30, lr_decay=0.97), Stage(20, 4e-4, 0.95),
+            Stage(4, 2e-4, 0.8, config={"refine_steps": 30})),  # semi-amortised: q refined by 30 steps
+    recipes={"fashion": (Stage(8, lr_decay=0.97),)})]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mnist_models import registry
+from mnist_models import store
 from mnist_models.autoencoders import NOISE_KINDS, AEConfig, Autoencoder, add_noise
 from mnist_models.training import TrainSettings, train
 
@@ -50,13 +50,15 @@ def test_shapes(mnist_test_float, kind):
         assert model.decode(codes).shape == (4, 28, 28)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ae_conv", "ae_denoising", "ae_sparse"])
 def test_tiny_autoencoder_learns_and_round_trips(tmp_path, mnist_test_float, name):
     kind = name.removeprefix("ae_")
-    result = train(TrainSettings(model=name, epochs=2, train_size=1000, batch_size=50, learning_rate=3e-3),
+    result = train(TrainSettings(model=name, epochs=2, test_size=500,
+                                 train_size=1000, batch_size=50, learning_rate=3e-3),
                    out_dir=tmp_path, config=tiny(kind).to_dict())
     assert result.history["loss"][-1] < result.history["loss"][0]
-    loaded = registry.load_from(tmp_path, name)
+    loaded = store.load_from(tmp_path, name)
     images = mnist_test_float[0][:8]
     np.testing.assert_allclose(loaded.reconstruct(images), result.model.reconstruct(images), atol=1e-6)
     assert {"test_mse", "psnr"} <= set(result.metrics)
@@ -68,7 +70,7 @@ def test_tiny_autoencoder_learns_and_round_trips(tmp_path, mnist_test_float, nam
 
 def test_shipped_denoiser_cleans_real_noisy_digits(mnist_test_float):
     images = mnist_test_float[0][:200]
-    model = registry.load("ae_denoising")
+    model = store.load("ae_denoising")
     for kind, amount in [("salt_pepper", 0.1), ("gaussian", 0.3), ("masking", 0.3)]:
         noisy = add_noise(images, kind, amount, seed=99)
         cleaned = model.reconstruct(noisy)
@@ -76,7 +78,7 @@ def test_shipped_denoiser_cleans_real_noisy_digits(mnist_test_float):
 
 
 def test_shipped_autoencoders_meet_their_targets():
-    manifest = registry.read_manifest()
+    manifest = store.read_manifest()
     denoiser = manifest["ae_denoising-mnist"]["metrics"]
     # issue 20's targets: s&p 10 % ≥ 25.5 dB, SSIM ≥ 0.95; Gaussian σ 0.3 ≥ 24 dB, SSIM ≥ 0.93
     assert denoiser["psnr_sp10"] >= 25.5 and denoiser["ssim_sp10"] >= 0.95
@@ -84,6 +86,7 @@ def test_shipped_autoencoders_meet_their_targets():
     assert manifest["ae_conv-mnist"]["metrics"]["test_mse"] < manifest["ae_vanilla-mnist"]["metrics"]["test_mse"]
 
 
+@pytest.mark.slow
 def test_denoiser_draws_noise_kinds_at_the_shares_asked(mnist):
     """Training pairs: each image gets one noise kind, as often as `noise_shares` says."""
     (x, y), _ = mnist

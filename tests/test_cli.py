@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_models import registry
+from mnist_models import store, transfer
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBCOMMANDS = ["fetch-data", "train", "evaluate", "bench", "import-weights", "list"]
@@ -20,12 +20,14 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           timeout=600, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_every_subcommand_explains_itself(command):
     done = cli(command, "--help")
     assert done.returncode == 0 and "usage: python -m mnist_models" in done.stdout and done.stderr == ""
 
 
+@pytest.mark.slow
 def test_a_run_is_quiet_unless_verbose():
     quiet, verbose = cli("list"), cli("--verbose", "list")
     assert quiet.returncode == verbose.returncode == 0 and "cnn" in quiet.stdout
@@ -33,6 +35,7 @@ def test_a_run_is_quiet_unless_verbose():
     assert "oneDNN" in verbose.stderr or "cpu_feature_guard" in verbose.stderr
 
 
+@pytest.mark.slow
 def test_a_tiny_mirrored_run_says_how_many_replicas_and_where(tmp_path):
     done = cli("train", "cnn", "--epochs", "1", "--train-size", "256", "--strategy", "mirrored", "--logical-cpus",
                "2", "--out", str(tmp_path), *TINY_CNN)
@@ -40,21 +43,23 @@ def test_a_tiny_mirrored_run_says_how_many_replicas_and_where(tmp_path):
     assert "2 replicas (MirroredStrategy) on" in done.stdout
     result = json.loads(done.stdout[done.stdout.index("{\n"):])
     assert result["replicas"] == 2 and len(result["devices"]) == 2 and result["epochs_completed"] == 1
-    assert registry.read_manifest(tmp_path)["cnn-mnist"]["replicas"] == 2
+    assert store.read_manifest(tmp_path)["cnn-mnist"]["replicas"] == 2
 
 
+@pytest.mark.slow
 def test_evaluate_json_is_one_line(tmp_path):
     done = cli("evaluate", "ae_vanilla", "--json")
     assert done.returncode == 0 and done.stderr == ""
     assert json.loads(done.stdout.strip().splitlines()[-1])["test_examples"] == 10000
 
 
+@pytest.mark.slow
 def test_import_weights_installs_a_zip_and_refuses_a_bad_one(tmp_path):
     good = tmp_path / "good.zip"
-    good.write_bytes(registry.export_zip("ae_vanilla", "mnist", registry.WEIGHTS_DIR))
+    good.write_bytes(transfer.export_zip("ae_vanilla", "mnist", store.WEIGHTS_DIR))
     done = cli("import-weights", str(good), "--into", str(tmp_path / "into"))
     assert done.returncode == 0 and "installed ae_vanilla-mnist" in done.stdout, done.stderr
-    assert registry.load_from(tmp_path / "into", "ae_vanilla") is not None
+    assert store.load_from(tmp_path / "into", "ae_vanilla") is not None
     bad = tmp_path / "bad.zip"
     bad.write_bytes(good.read_bytes()[:-100])
     refused = cli("import-weights", str(bad), "--into", str(tmp_path / "other"))
@@ -62,6 +67,7 @@ def test_import_weights_installs_a_zip_and_refuses_a_bad_one(tmp_path):
     assert not (tmp_path / "other" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_train_starts_from_given_weights_or_says_why_not(tmp_path):
     common = ["--epochs", "1", "--train-size", "128", "--out", str(tmp_path / "out")]
     refused = cli("train", "ae_vanilla", "--init", str(tmp_path / "nowhere"), *common)
@@ -69,7 +75,7 @@ def test_train_starts_from_given_weights_or_says_why_not(tmp_path):
     assert not (tmp_path / "out" / "manifest.json").exists()
     done = cli("train", "ae_vanilla", "--init", "shipped", *common)
     assert done.returncode == 0, done.stderr[-2000:]
-    started = registry.read_manifest(tmp_path / "out")["ae_vanilla-mnist"]["init"]
-    shipped = registry.read_manifest()["ae_vanilla-mnist"]
+    started = store.read_manifest(tmp_path / "out")["ae_vanilla-mnist"]["init"]
+    shipped = store.read_manifest()["ae_vanilla-mnist"]
     assert started["from"] == "shipped" and started["dataset"] == "mnist"
     assert started["weights_sha256"] == {part: f["sha256"] for part, f in shipped["weights"].items()}

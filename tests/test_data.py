@@ -85,6 +85,7 @@ def test_failure_says_what_was_tried_and_how_to_fix(tmp_path, monkeypatch):
     assert not (tmp_path / "cache" / "mnist.npz").exists()
 
 
+@pytest.mark.slow
 def test_keras_cache_is_used_and_cached_atomically(tmp_path, monkeypatch, mnist):
     (x_train, y_train), (x_test, y_test) = mnist
     keras_file = tmp_path / "keras" / "mnist.npz"
@@ -97,6 +98,7 @@ def test_keras_cache_is_used_and_cached_atomically(tmp_path, monkeypatch, mnist)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["mnist.npz"]  # no temp file left
 
 
+@pytest.mark.slow
 def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch, mnist):
     (x_train, y_train), (x_test, y_test) = mnist
     keras_file = tmp_path / "mnist.npz"

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from mnist_models import cluster, registry
+from mnist_models import cluster, store
 from mnist_models.training import TrainSettings
+
+pytestmark = pytest.mark.distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys
-    from mnist_models import training
-    training.split_cpu(2)  # before TensorFlow starts: two logical CPU devices
+    from mnist_models import distribute, training
+    distribute.split_cpu(2)  # before TensorFlow starts: two logical CPU devices
     settings, out, config = sys.argv[1:4]
     result = training.train(training.TrainSettings.from_dict(json.loads(settings)), out_dir=out,
                             config=json.loads(config))
@@ -45,8 +47,8 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tmp_path):
     # same global batch (64 = 2 replicas × 32), same seed and data order: the same trajectory up to float sums
     assert mirrored["loss"] == pytest.approx(default["loss"], rel=2e-3)
     assert default["loss"][-1] < default["loss"][0]
-    assert registry.read_manifest(tmp_path / "mirrored")["cnn-mnist"]["replicas"] == 2
-    assert registry.read_manifest(tmp_path / "default")["cnn-mnist"]["replicas"] == 1
+    assert store.read_manifest(tmp_path / "mirrored")["cnn-mnist"]["replicas"] == 2
+    assert store.read_manifest(tmp_path / "default")["cnn-mnist"]["replicas"] == 1
 
 
 @pytest.mark.parametrize("model, config", [("vae", {"filters": [4, 8], "dense_units": 16}),
@@ -55,7 +57,7 @@ def test_mirrored_trains_the_custom_train_step_families(tmp_path, model, config)
     history = train_on_two_logical_cpus(tmp_path, config, model=model, epochs=2, train_size=128, batch_size=16,
                                         strategy="mirrored")
     assert all(all(map(lambda v: v == v, values)) for values in history.values())  # no NaN
-    assert registry.read_manifest(tmp_path)[f"{model}-mnist"]["replicas"] == 2
+    assert store.read_manifest(tmp_path)[f"{model}-mnist"]["replicas"] == 2
 
 
 def start_cluster(tmp_path: Path, tag: str, args: list[str]) -> list[subprocess.Popen]:
@@ -78,7 +80,7 @@ def test_two_workers_train_and_resume_after_one_is_killed(tmp_path):
     base = ["cnn", "--train-size", "1024", "--batch-size", "32", "--out", str(out)]
     codes = wait_all(start_cluster(tmp_path, "plain", [*base, "--epochs", "2"]), tmp_path)
     assert codes == [0, 0], [f.read_text()[-2000:] for f in tmp_path.glob("plain-*.log")]
-    entry = registry.read_manifest(out)["cnn-mnist"]
+    entry = store.read_manifest(out)["cnn-mnist"]
     assert entry["replicas"] == 2 and entry["training"]["strategy"] == "multiworker"
     assert entry["metrics"]["test_accuracy"] > 0.5
     assert len(list(out.glob("cnn-mnist-*.weights.h5"))) == 1  # only the chief wrote
@@ -102,14 +104,14 @@ def test_two_workers_train_and_resume_after_one_is_killed(tmp_path):
     codes = wait_all(start_cluster(tmp_path, "restarted", [*base, "--epochs", str(epochs),
                                                            "--backup-dir", str(backup)]), tmp_path)
     assert codes == [0, 0], (tmp_path / "restarted-worker0.log").read_text()[-2000:]
-    entry = registry.read_manifest(out)["cnn-mnist"]
+    entry = store.read_manifest(out)["cnn-mnist"]
     assert entry["resumed_from_epoch"] >= backed_up
     assert entry["epochs_completed"] == epochs - entry["resumed_from_epoch"]  # it did not start over
     assert not backup.exists()  # a finished run removes its backup
 
 
 def test_multiworker_needs_tf_config(monkeypatch):
-    from mnist_models.training import make_strategy
+    from mnist_models.distribute import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="TF_CONFIG"):

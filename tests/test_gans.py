@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mnist_models import metrics, registry
+from mnist_models import metrics, store
 from mnist_models.gans import GAN, GANConfig
 from mnist_models.training import TrainSettings, train
 
@@ -74,6 +74,7 @@ def test_autoencode_returns_images(mnist_test_float):
 
 @pytest.mark.parametrize("kind, options", [
     ("mlp", {}), ("dcgan", {"batch_norm": True, "disc_hidden": 16, "categories": 3}), ("acgan", {}), ("aeacgan", {})])
+@pytest.mark.slow
 def test_train_step_changes_every_network(kind, options, mnist):
     (x, y), _ = mnist
     gan = GAN(tiny(kind, **options))
@@ -93,22 +94,7 @@ def test_train_step_changes_every_network(kind, options, mnist):
         assert 0 < logs["reconstruction_mae"][0] < 1
 
 
-def test_class_head_learns_from_fakes_only_when_asked(mnist):
-    """fake_class_loss=False: one identical step changes the class head differently, the real/fake head alike."""
-    import keras
-
-    (x, y), _ = mnist
-    heads = {}
-    for fake_class_loss in (True, False):
-        keras.utils.set_random_seed(0)
-        gan = GAN(tiny("acgan", fake_class_loss=fake_class_loss))
-        gan.compile(2e-4).fit(gan.train_dataset(x[:32], y[:32], 32, seed=0), epochs=1, verbose=0)
-        heads[fake_class_loss] = {name: gan.discriminator.get_layer(name).get_weights()[0]
-                                  for name in ("real_fake", "class")}
-    np.testing.assert_allclose(heads[True]["real_fake"], heads[False]["real_fake"], atol=1e-7)
-    assert not np.allclose(heads[True]["class"], heads[False]["class"], atol=1e-7)
-
-
+@pytest.mark.slow
 def test_moving_average_generator_is_what_training_leaves(mnist):
     """With a very slow average the trained generator stays where its first step took it; without one it moves on
     (Keras's average starts from the weights after the first step)."""
@@ -131,6 +117,7 @@ def test_moving_average_generator_is_what_training_leaves(mnist):
 @pytest.mark.parametrize("recalibrate, kind, options", [
     (True, "dcgan", {}), (False, "dcgan", {}), (True, "acgan", {"cond_batch_norm": True}),
     (True, "aeacgan", {"cond_batch_norm": True, "noise": "uniform"})])
+@pytest.mark.slow
 def test_averaged_generator_gets_batch_norm_statistics_of_its_own(mnist, monkeypatch, recalibrate, kind, options):
     """After the swap to averaged weights, the BatchNorm statistics are the averaged generator's: inference mode
     then draws what batch statistics would. Kept from the live weights, they would not fit. The AE-AC-GAN's
@@ -165,15 +152,16 @@ def test_inference_traces_once_for_every_batch_size():
     assert gan._generate.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_training_saves_weights_evolution_and_losses_that_round_trip(tmp_path, mnist_test_float):
-    result = train(TrainSettings(model="aeacgan", epochs=2, train_size=256, batch_size=32),
+    result = train(TrainSettings(model="aeacgan", epochs=2, test_size=500, train_size=256, batch_size=32),
                    out_dir=tmp_path, config=tiny("aeacgan").to_dict())
-    entry = registry.read_manifest(tmp_path)["aeacgan-mnist"]
+    entry = store.read_manifest(tmp_path)["aeacgan-mnist"]
     assert set(entry["weights"]) == {"generator", "discriminator", "encoder"}
     assert {"fid", "fid_real", "inception_score", "inception_score_real", "class_accuracy", "class_diversity",
             "reconstruction_mae"} <= set(entry["metrics"])
     assert entry["metrics"]["fid_real"] < entry["metrics"]["fid"]
-    loaded = registry.load_from(tmp_path, "aeacgan")
+    loaded = store.load_from(tmp_path, "aeacgan")
     np.testing.assert_allclose(loaded.generate(4, seed=1), result.model.generate(4, seed=1), atol=1e-6)
     images = mnist_test_float[0][:3]
     np.testing.assert_allclose(loaded.autoencode(images, classes=1), result.model.autoencode(images, classes=1),
@@ -182,15 +170,17 @@ def test_training_saves_weights_evolution_and_losses_that_round_trip(tmp_path, m
     assert len(loaded.loss_history["d_loss"]) == 2 * 1  # one point per 20 batches; 8 batches an epoch
 
 
+@pytest.mark.slow
 def test_code_prior_is_measured_on_real_digits_saved_and_drawn_from(tmp_path, mnist):
     """Training ends by measuring the code's rates on the training images; `generate` draws codes at those rates,
     after a save and load too."""
     from mnist_models.gans import sample_noise
 
-    result = train(TrainSettings(model="dcgan", epochs=1, train_size=64, batch_size=32), out_dir=tmp_path,
+    result = train(TrainSettings(model="dcgan", epochs=1, test_size=500,
+                                 train_size=64, batch_size=32), out_dir=tmp_path,
                    config=tiny("dcgan", categories=3).to_dict())
     assert "code_purity" in result.metrics
-    loaded = registry.load_from(tmp_path, "dcgan")
+    loaded = store.load_from(tmp_path, "dcgan")
     prior = loaded.code_prior
     assert prior.shape == (3,) and prior.sum() == pytest.approx(1.0) and prior.min() > 0
     np.testing.assert_allclose(prior, result.model.code_prior, rtol=1e-6)
@@ -201,6 +191,7 @@ def test_code_prior_is_measured_on_real_digits_saved_and_drawn_from(tmp_path, mn
                                loaded._run_generator(sample_noise(loaded.config, 5, 4), np.full(5, 2)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_restarted_from_its_backup_keeps_the_earlier_epochs_samples_and_losses(tmp_path):
     import keras
 
@@ -209,12 +200,12 @@ def test_a_run_restarted_from_its_backup_keeps_the_earlier_epochs_samples_and_lo
             if epoch == 2:
                 raise RuntimeError("the machine went down")
 
-    settings = TrainSettings(model="dcgan", epochs=3, train_size=64, batch_size=16)  # 4 batches an epoch
+    settings = TrainSettings(model="dcgan", epochs=3, test_size=500, train_size=64, batch_size=16)  # 4 batches an epoch
     run = dict(out_dir=tmp_path / "weights", config=tiny("dcgan").to_dict(), backup_dir=tmp_path / "backup")
     with pytest.raises(RuntimeError, match="went down"):
         train(settings, callbacks=[Crash()], **run)
     result = train(settings, **run)
-    entry = registry.read_manifest(tmp_path / "weights")["dcgan-mnist"]
+    entry = store.read_manifest(tmp_path / "weights")["dcgan-mnist"]
     assert entry["resumed_from_epoch"] == 2 and entry["epochs_completed"] == 1 and entry["epochs_total"] == 3
     assert len(entry["seconds_per_epoch"]) == 3  # the training time counts the epochs before the crash
     assert entry["seconds_total"] >= sum(entry["seconds_per_epoch"]) > 0
@@ -223,38 +214,40 @@ def test_a_run_restarted_from_its_backup_keeps_the_earlier_epochs_samples_and_lo
     assert not (tmp_path / "backup").exists()
 
 
+@pytest.mark.slow
 def test_resume_with_a_fresh_discriminator_of_a_new_shape(tmp_path, capsys):
     """--resume --fresh discriminator: the generator continues, the discriminator restarts in a new architecture."""
     from mnist_models import cli
 
-    first = train(TrainSettings(model="dcgan", epochs=1, train_size=64, batch_size=32), out_dir=tmp_path,
+    first = train(TrainSettings(model="dcgan", epochs=1, test_size=500, train_size=64, batch_size=32), out_dir=tmp_path,
                   config=tiny("dcgan").to_dict())
-    resumed = registry.load_from(tmp_path, "dcgan", "mnist", {"disc_hidden": 16}, fresh_parts=("discriminator",))
+    resumed = store.load_from(tmp_path, "dcgan", "mnist", {"disc_hidden": 16}, fresh_parts=("discriminator",))
     np.testing.assert_allclose(resumed.generate(3, seed=2), first.model.generate(3, seed=2), atol=1e-6)
     assert resumed.discriminator.count_params() > first.model.discriminator.count_params()
     with pytest.raises(ValueError, match="no part"):
-        registry.load_from(tmp_path, "dcgan", fresh_parts=("critic",))
+        store.load_from(tmp_path, "dcgan", fresh_parts=("critic",))
 
     base = ["train", "dcgan", "--out", str(tmp_path), "--epochs", "1", "--train-size", "64", "--batch-size", "32"]
     assert cli.main([*base, "--fresh", "discriminator"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert cli.main([*base, "--resume", "--fresh", "discriminator", "--set", "disc_hidden=16"]) == 0
-    entry = registry.read_manifest(tmp_path)["dcgan-mnist"]
+    entry = store.read_manifest(tmp_path)["dcgan-mnist"]
     assert entry["config"]["disc_hidden"] == 16 and entry["fresh_parts"] == ["discriminator"]
     assert [run["config"]["disc_hidden"] for run in entry["earlier_runs"]] == [0]
     earlier = entry["earlier_runs"][0]  # the totals count both runs
     assert entry["epochs_total"] == 2
     assert entry["seconds_all_runs"] == pytest.approx(earlier["seconds_total"] + entry["seconds_total"], abs=0.11)
-    assert registry.load_from(tmp_path, "dcgan").discriminator.count_params() == resumed.discriminator.count_params()
+    assert store.load_from(tmp_path, "dcgan").discriminator.count_params() == resumed.discriminator.count_params()
 
 
+@pytest.mark.slow
 def test_a_changed_artifacts_file_is_refused(tmp_path):
-    train(TrainSettings(model="gan_mlp", epochs=1, train_size=64, batch_size=32), out_dir=tmp_path,
+    train(TrainSettings(model="gan_mlp", epochs=1, test_size=500, train_size=64, batch_size=32), out_dir=tmp_path,
           config=tiny("mlp").to_dict())
-    artifacts = tmp_path / registry.read_manifest(tmp_path)["gan_mlp-mnist"]["artifacts"]["file"]
+    artifacts = tmp_path / store.read_manifest(tmp_path)["gan_mlp-mnist"]["artifacts"]["file"]
     artifacts.write_bytes(artifacts.read_bytes()[:100])
-    with pytest.raises(registry.WeightsError, match="sha256"):
-        registry.load_from(tmp_path, "gan_mlp")
+    with pytest.raises(store.WeightsError, match="sha256"):
+        store.load_from(tmp_path, "gan_mlp")
 
 
 def test_frechet_distance_and_inception_score(mnist):
@@ -276,9 +269,10 @@ def test_frechet_distance_and_inception_score(mnist):
     assert metrics.code_purity(codes, np.arange(2000) // 200) == pytest.approx(0.1)  # codes ignore the classes
 
 
+@pytest.mark.slow
 def test_shipped_cnn_features_separate_real_digits_from_noise(mnist):
     (x_train, _), (x_test, _) = mnist
-    cnn = registry.load("cnn")
+    cnn = store.load("cnn")
     _, real_a = cnn.classify_with_features(x_train[:2000] / 255.0)
     _, real_b = cnn.classify_with_features(x_test[:2000] / 255.0)
     _, noise = cnn.classify_with_features(np.random.default_rng(0).uniform(size=(2000, 28, 28)))
@@ -286,20 +280,22 @@ def test_shipped_cnn_features_separate_real_digits_from_noise(mnist):
     assert same < 0.05 * metrics.frechet_distance(real_a, noise)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, floor", [("acgan", 0.985), ("aeacgan", 0.98)])
 def test_shipped_conditional_gans_draw_the_class_asked_for(name, floor):
     """The shipped CNN reads 1,000 generated digits as the classes they were asked to be (`evaluate` uses 10,000)."""
     classes = np.arange(1000) % 10
-    images = registry.load(name).generate_class(classes, seed=123)
-    accuracy = (registry.load("cnn").classify(images).argmax(1) == classes).mean()
+    images = store.load(name).generate_class(classes, seed=123)
+    accuracy = (store.load("cnn").classify(images).argmax(1) == classes).mean()
     assert accuracy >= floor, accuracy
 
 
+@pytest.mark.slow
 def test_shipped_aeacgan_draws_varied_digits_and_redraws_faithfully(mnist):
     """Issue 20's AE-AC-GAN targets, on fewer images than `evaluate`: variety within a class ≥ 0.8 of the real
     digits' (it drew one prototype per class before), and the encoder → generator round trip within 0.03 MAE."""
     _, (x_test, _) = mnist
-    gan, cnn = registry.load("aeacgan"), registry.load("cnn")
+    gan, cnn = store.load("aeacgan"), store.load("cnn")
     real = x_test[:2000] / 255.0
     fakes = gan.generate_class(np.arange(2000) % 10, seed=11)
     real_probs, real_features = cnn.classify_with_features(real)
@@ -309,16 +305,7 @@ def test_shipped_aeacgan_draws_varied_digits_and_redraws_faithfully(mnist):
     assert np.abs(gan.autoencode(real[:1000]) - real[:1000]).mean() <= 0.03
 
 
-def test_mode_seeking_term_measures_how_much_the_noise_changes_a_class(mnist):
-    """With `mode_seeking`, the generator step also draws each asked class from a second noise and logs how far
-    the two images are apart per unit of noise; the term is large for a generator that ignores its noise."""
-    (x, y), _ = mnist
-    gan = GAN(tiny("aeacgan", mode_seeking=1.0))
-    logs = gan.compile(2e-4).fit(gan.train_dataset(x[:64], y[:64], 32, seed=0), epochs=1, verbose=0).history
-    assert 0 < logs["noise_response"][0] < 10
-    assert "noise_response" in gan.network.trackers and "noise_response" not in GAN(tiny("aeacgan")).network.trackers
-
-
+@pytest.mark.slow
 def test_class_conditional_options_train_every_network(mnist):
     """Conditional BatchNorm, a projection discriminator and the hinge loss together: one epoch changes every
     weight, the generator's BatchNorms are per class, and the discriminator takes the class beside the image."""
@@ -404,6 +391,7 @@ def test_prior_gap_is_the_squared_wasserstein_distance_of_each_code_dimension():
         tiny("acgan", prior_matching=1.0)
 
 
+@pytest.mark.slow
 def test_prior_matching_spreads_the_encoders_codes_like_the_noise(mnist):
     """A few steps with a large weight bring the codes' spread towards the noise's; the gap is logged."""
     import keras

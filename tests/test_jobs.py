@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from mnist_models import jobs, registry
+from mnist_models import jobs, store
 from mnist_models.classifiers import CNNConfig
 from mnist_models.training import TrainSettings
 
@@ -19,8 +19,9 @@ def wait_for(predicate, timeout=120):
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow
 def test_background_training_streams_metrics_stops_and_saves(tmp_path):
-    settings = TrainSettings(model="cnn", epochs=3, train_size=3000, batch_size=20)
+    settings = TrainSettings(model="cnn", epochs=3, test_size=500, train_size=3000, batch_size=20)
     job = jobs.start(settings, "tester", out_dir=tmp_path, config=TINY)
     with pytest.raises(jobs.TrainingBusyError, match="tester is training cnn"):
         jobs.start(settings, "someone else", out_dir=tmp_path, config=TINY)
@@ -37,12 +38,13 @@ def test_background_training_streams_metrics_stops_and_saves(tmp_path):
     assert snap.steps_done < 150  # 150 batches per epoch: it stopped mid-epoch
     assert snap.status == "stopped" and "saved" in snap.message
     assert "test_accuracy" in snap.after
-    model = registry.load_from(tmp_path, "cnn")
+    model = store.load_from(tmp_path, "cnn")
     assert model.classify(np.zeros((1, 28, 28))).shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_a_second_job_can_start_after_the_first_ends(tmp_path):
-    settings = TrainSettings(model="ae_vanilla", epochs=1, train_size=200, batch_size=50)
+    settings = TrainSettings(model="ae_vanilla", epochs=1, test_size=500, train_size=200, batch_size=50)
     first = jobs.start(settings, "a", out_dir=tmp_path, config={"kind": "vanilla", "code_size": 4})
     first.thread.join(timeout=120)
     snap = first.store.snapshot()
@@ -56,7 +58,7 @@ def test_a_second_job_can_start_after_the_first_ends(tmp_path):
 
 
 def test_failures_are_reported_not_raised(tmp_path):
-    settings = TrainSettings(model="cnn", epochs=1, train_size=100, batch_size=50)
+    settings = TrainSettings(model="cnn", epochs=1, test_size=500, train_size=100, batch_size=50)
     job = jobs.start(settings, "x", out_dir=tmp_path, config={"no_such_field": 1})
     job.thread.join(timeout=60)
     snap = job.store.snapshot()
@@ -64,27 +66,28 @@ def test_failures_are_reported_not_raised(tmp_path):
 
 
 def test_user_weights_choice_switches_what_load_returns(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "USER_WEIGHTS_DIR", tmp_path)
-    settings = TrainSettings(model="cnn", epochs=1, train_size=200, batch_size=50)
+    monkeypatch.setattr(store, "USER_WEIGHTS_DIR", tmp_path)
+    settings = TrainSettings(model="cnn", epochs=1, test_size=500, train_size=200, batch_size=50)
     job = jobs.start(settings, "me", out_dir=tmp_path, config=TINY)
     job.thread.join(timeout=120)
-    assert registry.active_folder("cnn") == registry.WEIGHTS_DIR
-    registry.choose_user_weights("cnn", "mnist", True)
-    assert registry.active_folder("cnn") == tmp_path
-    assert registry.load("cnn").config.dense_units == 16
-    registry.choose_user_weights("cnn", "mnist", False)
-    assert registry.active_folder("cnn") == registry.WEIGHTS_DIR
-    with pytest.raises(registry.WeightsError, match="no retrained weights"):
-        registry.choose_user_weights("capsnet", "mnist", True)
+    assert store.active_folder("cnn") == store.WEIGHTS_DIR
+    store.choose_user_weights("cnn", "mnist", True)
+    assert store.active_folder("cnn") == tmp_path
+    assert store.load("cnn").config.dense_units == 16
+    store.choose_user_weights("cnn", "mnist", False)
+    assert store.active_folder("cnn") == store.WEIGHTS_DIR
+    with pytest.raises(store.WeightsError, match="no retrained weights"):
+        store.choose_user_weights("capsnet", "mnist", True)
 
 
+@pytest.mark.slow
 def test_previews_arrive_during_an_epoch_and_cost_little(tmp_path, mnist):
     """A tiny DCGAN, one epoch of 40 batches, a preview as often as the cost limit lets: several previews come
     before the epoch ends, and the time they took stays within the limit (5 % of the training time)."""
     from mnist_models.gans import GAN, GANConfig
     from mnist_models.training import train
 
-    settings = TrainSettings(model="dcgan", epochs=1, train_size=40 * 16, batch_size=16)
+    settings = TrainSettings(model="dcgan", epochs=1, test_size=500, train_size=40 * 16, batch_size=16)
     model = GAN(GANConfig(kind="dcgan", latent_dim=8, width=4))
     store = jobs.MetricsStore(settings.resolved(), "tester", 40)
     (_, _), (x_test, _) = mnist
@@ -109,25 +112,26 @@ def test_a_classifier_previews_its_answers_on_fixed_test_digits(mnist):
     assert answers.shape == (jobs.VIEW_DIGITS,) and answers.dtype.kind == "i" and answers.max() <= 9
 
 
+@pytest.mark.slow
 def test_starting_from_the_weights_in_use_really_starts_there(tmp_path):
     """The first batch's loss of a run started from the shipped VAE is near its test loss, far below scratch's;
     the manifest says where it started."""
     from mnist_models.training import train
 
-    shipped = registry.read_manifest()["vae-mnist"]
+    shipped = store.read_manifest()["vae-mnist"]
     first = {}
     for init in ("in_use", "scratch"):
-        settings = TrainSettings(model="vae", epochs=1, train_size=256, batch_size=64, init=init)
-        store = jobs.MetricsStore(settings.resolved(), "tester", 4)
-        train(settings, out_dir=tmp_path / init, callbacks=[jobs.MetricsCallback(store, 4)])
-        first[init] = store.snapshot().batches[0]["loss"]
+        settings = TrainSettings(model="vae", epochs=1, test_size=500, train_size=256, batch_size=64, init=init)
+        recorder = jobs.MetricsStore(settings.resolved(), "tester", 4)
+        train(settings, out_dir=tmp_path / init, callbacks=[jobs.MetricsCallback(recorder, 4)])
+        first[init] = recorder.snapshot().batches[0]["loss"]
     test_loss = shipped["metrics"]["test_loss"]
     assert abs(first["in_use"] - test_loss) < 0.1 * test_loss, first
     assert first["scratch"] > 2 * test_loss, first
-    entry = registry.read_manifest(tmp_path / "in_use")["vae-mnist"]
+    entry = store.read_manifest(tmp_path / "in_use")["vae-mnist"]
     assert entry["init"]["from"] == "in_use" and entry["init"]["dataset"] == "mnist"
     assert entry["init"]["weights_sha256"] == {part: f["sha256"] for part, f in shipped["weights"].items()}
     # the zoo counts the epochs and minutes of the weights it started from
     assert entry["epochs_total"] == 1 + shipped["epochs_total"]
     assert entry["seconds_all_runs"] > shipped.get("seconds_all_runs", shipped["seconds_total"])
-    assert "init" not in registry.read_manifest(tmp_path / "scratch")["vae-mnist"]
+    assert "init" not in store.read_manifest(tmp_path / "scratch")["vae-mnist"]

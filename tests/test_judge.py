@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 from keras import layers
 
-from mnist_models import registry
+from mnist_models import store
 from mnist_models.classifiers import CNNClassifier, CNNConfig
 from mnist_models.gans import GAN, GANConfig
 from mnist_models.judge import JudgeClassifier, JudgeConfig
@@ -33,11 +34,13 @@ def test_augmentation_moves_the_digits_and_keeps_labels_and_range(mnist):
     assert np.mean(moved) > 0.8  # almost every image differs from every original: rotated, zoomed or shifted
 
 
+@pytest.mark.slow
 def test_tiny_judge_learns_and_round_trips(tmp_path, mnist_test_float):
-    result = train(TrainSettings(model="judge", epochs=2, train_size=1000, batch_size=50, learning_rate=3e-3),
+    result = train(TrainSettings(model="judge", epochs=2, test_size=500,
+                                 train_size=1000, batch_size=50, learning_rate=3e-3),
                    out_dir=tmp_path, config=TINY.to_dict())
     assert result.history["loss"][-1] < result.history["loss"][0]
-    loaded = registry.load_from(tmp_path, "judge")
+    loaded = store.load_from(tmp_path, "judge")
     images = mnist_test_float[0][:16]
     np.testing.assert_allclose(loaded.classify(images), result.model.classify(images), atol=1e-6)
 

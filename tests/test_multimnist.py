@@ -4,8 +4,8 @@ training pipeline, and both models on a tiny config: shapes, a training step, th
 import numpy as np
 import pytest
 
+from mnist_models import catalogue, store
 from mnist_models import multimnist as mm
-from mnist_models import registry
 
 
 def digit_box(image: np.ndarray) -> tuple[int, int]:
@@ -72,14 +72,16 @@ def test_pair_accuracy_metric():
     assert np.asarray(mm.pair_accuracy(truth, scores)).tolist() == [1.0, 0.0]
 
 
-TINY = {"capsnet_multi": {"conv_filters": 8, "primary_types": 4, "decoder_units": [32, 64]},
-        "cnn_multi": {"filters": [8, 8, 8], "dense_units": 16}}
+TINY = {"capsnet_multi": {"front_end": "stack", "stack_filters": [4, 8, 8, 8], "primary_types": 4,
+                          "decoder_units": [32, 64]},
+        "cnn_multi": {"filters": [8, 8], "dense_units": 16}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["capsnet_multi", "cnn_multi"])
 def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
     (x_train, y_train), (x_test, y_test) = mnist
-    model = registry.build(name, config=TINY[name])
+    model = catalogue.build(name, config=TINY[name])
     history = model.compile(1e-3).fit(model.train_dataset(x_train[:256], y_train[:256], 32, 0), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     pairs = mm.test_pairs(x_test, y_test, 8)
@@ -89,11 +91,12 @@ def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
     scores = model.evaluate(x_test[:200], y_test[:200])
     assert 0 <= scores["pair_accuracy"] <= scores["digit_accuracy"] <= 1
     if name == "capsnet_multi":
-        judged = model.evaluate(x_test[:200], y_test[:200], scorers={"_cnn": registry.load("cnn")})
+        judged = model.evaluate(x_test[:200], y_test[:200], scorers={"_cnn": store.load("cnn")})
         assert 0 <= judged["redraw_read_cnn"] <= 1 and judged["redraw_read_cnn_real"] >= 0.95  # real digits: ceiling
         assert reading.redrawn.shape == (8, 2, 36, 36)
         assert model.redraw(pairs.images, 4).shape == (8, 36, 36)
         assert -1 <= scores["redraw_correlation"] <= 1 and scores["redraw_mse"] >= 0
+        assert 0 <= scores["routing_attribution_first"] <= 1 and 0 <= scores["routing_attribution_last"] <= 1
         with pytest.raises(ValueError, match="between 0 and 9"):
             model.redraw(pairs.images, 10)
     else:
@@ -101,8 +104,8 @@ def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
     with pytest.raises(ValueError, match="36, 36"):
         model.read_pair(np.zeros((2, 28, 28)))
 
-    registry.save(model, tmp_path, {"model": name, "dataset": "mnist", "config": model.config.to_dict()})
-    loaded = registry.load_from(tmp_path, name)
+    store.save(model, tmp_path, {"model": name, "dataset": "mnist", "config": model.config.to_dict()})
+    loaded = store.load_from(tmp_path, name)
     assert np.allclose(loaded.read_pair(pairs.images).lengths, reading.lengths, atol=1e-5)
 
 
@@ -130,3 +133,42 @@ def test_a_digit_placed_in_the_frame_comes_back_centred_for_a_classifier(mnist):
     back = mm.centred_28(mm.place(x_test[:50], shifts))
     same = [np.array_equal(b, d / np.float32(255)) for b, d in zip(back, x_test[:50], strict=True)]
     assert np.mean(same) >= 0.8  # MNIST centres its digits by their centre of mass too (up to a pixel's rounding)
+
+
+@pytest.mark.slow
+def test_pen_order_puts_each_redrawing_on_its_own_pens_strokes(mnist):
+    """On test pairs the shipped CapsNet reads right, ordering its redrawings by overlap with each digit alone
+    gives the digits in the order they were drawn (red first), whatever order the capsules came in."""
+    _, (x_test, y_test) = mnist
+    pairs = mm.test_pairs(x_test, y_test, 40)
+    reading = store.load("capsnet_multi").read_pair(pairs.images)
+    right = [i for i in range(40) if set(reading.digits[i]) == set(pairs.labels[i])]
+    assert len(right) >= 30
+    for i in right:
+        order = mm.pen_order(reading.redrawn[i], pairs.digits[i])
+        assert reading.digits[i][list(order)].tolist() == pairs.labels[i].tolist()
+        swapped = mm.pen_order(reading.redrawn[i][::-1], pairs.digits[i])
+        assert reading.digits[i][::-1][list(swapped)].tolist() == pairs.labels[i].tolist()
+
+
+@pytest.mark.parametrize(("digits", "reference", "expected"), [
+    ([0, 4], [4, 0], [4, 0]), ([4, 7], [4, 0], [4, 7]), ([7, 4], [4, 0], [4, 7]), ([7, 0], [4, 0], [7, 0]),
+    ([0, 7], [4, 0], [7, 0]), ([1, 2], [4, 0], [1, 2])])
+def test_baseline_answers_follow_the_pen_order(digits, reference, expected):
+    assert mm.in_order_of(digits, reference) == expected
+
+
+def test_routing_attribution_is_the_share_of_each_digits_ink_its_capsule_claims():
+    """A made-up trace whose heat maps are the two digits themselves gives each digit all its ink; swapped, none."""
+    from mnist_models.capsnet import RoutingTrace
+
+    size = 4
+    digits = np.zeros((1, 2, size, size), np.float32)
+    digits[0, 0, :2], digits[0, 1, 2:] = 1.0, 0.5
+    places = size * size  # one capsule per pixel, spread onto that pixel only
+    coupling = np.full((1, 1, places, 10), 0.1, np.float32)
+    votes = np.zeros((1, places, 10), np.float32)
+    votes[0, :, 3], votes[0, :, 8] = digits[0, 0].ravel(), digits[0, 1].ravel()
+    trace = RoutingTrace(coupling, votes, np.zeros((1, 1, 10)), np.eye(places, dtype=np.float32), size)
+    np.testing.assert_allclose(mm.routing_attribution(trace, digits, np.array([[3, 8]]), 0), [[1.0, 1.0]])
+    np.testing.assert_allclose(mm.routing_attribution(trace, digits, np.array([[8, 3]]), 0), [[0.0, 0.0]])

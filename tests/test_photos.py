@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mnist_models import photos, registry
+from mnist_models import photos, store
 from mnist_models.preprocess import BlankDrawingError, clean, to_mnist
 
 MNIST_PER_CONDITION = 10
@@ -22,8 +22,9 @@ def photo_set(mnist):
     return photos.photo_set(x_test, y_test, MNIST_PER_CONDITION, chosen)
 
 
+@pytest.mark.slow
 def test_every_condition_reads_at_least_97_percent(photo_set):
-    result = photos.accuracy_by_condition({"cnn": registry.load("cnn")}, photo_set, to_mnist)
+    result = photos.accuracy_by_condition({"cnn": store.load("cnn")}, photo_set, to_mnist)
     print(result)
     assert set(result["cnn"]) == set(photos.CONDITIONS)
     assert result["cnn"]["flat"] == 1.0
@@ -31,6 +32,7 @@ def test_every_condition_reads_at_least_97_percent(photo_set):
     assert sum(result["no_digit_found"].values()) == 0
 
 
+@pytest.mark.slow
 def test_the_photos_are_what_they_claim(photo_set):
     """Each condition really is hard for a plain threshold: the paper's brightness varies, or lines cross it."""
     by_condition = {p.condition: p for p in reversed(photo_set)}

@@ -19,6 +19,7 @@ def correlation(a, b):
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", STYLES)
 def test_real_digits_drawn_by_users_come_back_as_mnist(mnist, style):
     (_, _), (x_test, _) = mnist

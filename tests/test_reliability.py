@@ -11,9 +11,10 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
-from mnist_models import registry
+from mnist_models import store
 from tests.drawings import canvas_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +28,10 @@ def cli_train(folder: Path, *args: str) -> subprocess.Popen:
                              *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow
 def test_a_training_killed_midway_leaves_the_previous_weights_loadable(tmp_path):
     assert cli_train(tmp_path, "--epochs", "1", "--train-size", "500").wait(timeout=300) == 0
-    before = registry.read_manifest(tmp_path)["cnn-mnist"]
+    before = store.read_manifest(tmp_path)["cnn-mnist"]
     proc = cli_train(tmp_path, "--epochs", "50", "--train-size", "20000", "--batch-size", "32")
     for line in proc.stdout:  # wait until it is inside an epoch, then kill it like a crashed server
         if line.startswith("Epoch 1/50"):
@@ -37,10 +39,11 @@ def test_a_training_killed_midway_leaves_the_previous_weights_loadable(tmp_path)
     time.sleep(2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert registry.read_manifest(tmp_path)["cnn-mnist"] == before
-    assert registry.load_from(tmp_path, "cnn").classify(np.zeros((1, 28, 28))).shape == (1, 10)
+    assert store.read_manifest(tmp_path)["cnn-mnist"] == before
+    assert store.load_from(tmp_path, "cnn").classify(np.zeros((1, 28, 28))).shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_ctrl_c_once_saves_the_model_and_twice_abandons_the_run(tmp_path):
     outcomes = {}
     for presses in (1, 2):
@@ -56,7 +59,7 @@ def test_ctrl_c_once_saves_the_model_and_twice_abandons_the_run(tmp_path):
                     break
             proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=120)[0]
-        outcomes[presses] = (proc.returncode, registry.read_manifest(folder).get("cnn-mnist"), output)
+        outcomes[presses] = (proc.returncode, store.read_manifest(folder).get("cnn-mnist"), output)
     code, entry, output = outcomes[1]
     assert code == 0 and entry["stopped_early"] and "test_accuracy" in entry["metrics"], output[-2000:]
     code, entry, output = outcomes[2]
@@ -66,13 +69,13 @@ def test_ctrl_c_once_saves_the_model_and_twice_abandons_the_run(tmp_path):
 def test_broken_shipped_weights_name_the_file_and_the_fix_and_other_pages_work(tmp_path, monkeypatch, mnist):
     """A copy of weights/ with the CapsNet file truncated: the Draw page says which file and how to rebuild it;
     the Latent explorer (VAE) still works."""
-    for path in registry.WEIGHTS_DIR.iterdir():
+    for path in store.WEIGHTS_DIR.iterdir():
         if path.is_file() and not path.name.startswith("."):
             (tmp_path / path.name).symlink_to(path)
-    capsnet = tmp_path / registry.read_manifest(tmp_path)["capsnet-mnist"]["weights"]["model"]["file"]
+    capsnet = tmp_path / store.read_manifest(tmp_path)["capsnet-mnist"]["weights"]["model"]["file"]
     capsnet.unlink()
     capsnet.write_bytes(b"\x89HDF\r\n")  # a truncated file where the weights should be
-    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(store, "WEIGHTS_DIR", tmp_path)
 
     draw = AppTest.from_file("../app_pages/draw.py", default_timeout=120)
     draw.session_state["draw_raw"] = canvas_of(mnist[1][0][0])
@@ -107,5 +110,5 @@ def test_uploads_are_small_and_errors_do_not_leak_tracebacks():
 
 
 def test_manifest_is_plain_json():
-    manifest = json.loads((registry.WEIGHTS_DIR / registry.MANIFEST_NAME).read_text())
+    manifest = json.loads((store.WEIGHTS_DIR / store.MANIFEST_NAME).read_text())
     assert all(set(entry["weights"]) and entry["versions"] for entry in manifest.values())

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_models import registry
+from mnist_models import store
 from mnist_models.classifiers import CNNConfig
 from mnist_models.training import TrainSettings, train
 
@@ -36,17 +36,18 @@ class PoisonWeights(keras.callbacks.Callback):
 def test_stop_event_ends_mid_epoch_and_keeps_what_was_learned(tmp_path):
     stop = threading.Event()
     recorder = Recorder(stop, stop_after=3)
-    result = train(TrainSettings(model="cnn", epochs=3, train_size=2000, batch_size=50), out_dir=tmp_path,
+    result = train(TrainSettings(model="cnn", epochs=3, test_size=500,
+                                 train_size=2000, batch_size=50), out_dir=tmp_path,
                    callbacks=[recorder], stop_event=stop, config=TINY)
     assert result.stopped and len(recorder.batches) == 3  # 40 batches per epoch: stopped in the first
-    entry = registry.read_manifest(tmp_path)["cnn-mnist"]
+    entry = store.read_manifest(tmp_path)["cnn-mnist"]
     assert entry["stopped_early"] is True
-    assert registry.load_from(tmp_path, "cnn").classify(np.zeros((1, 28, 28))).shape == (1, 10)
+    assert store.load_from(tmp_path, "cnn").classify(np.zeros((1, 28, 28))).shape == (1, 10)
 
 
 def test_diverging_run_is_not_saved(tmp_path):
     with pytest.raises(FloatingPointError, match="nothing was saved"):
-        train(TrainSettings(model="cnn", epochs=1, train_size=500, batch_size=50, learning_rate=1.0),
+        train(TrainSettings(model="cnn", epochs=1, test_size=500, train_size=500, batch_size=50, learning_rate=1.0),
               out_dir=tmp_path, config=TINY, callbacks=[PoisonWeights()])
     assert not (tmp_path / "cnn-mnist.weights.h5").exists()
 

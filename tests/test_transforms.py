@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mnist_models import registry, transforms
+from mnist_models import store, transforms
 from mnist_models.transforms import Transform
 
 
@@ -33,10 +33,18 @@ def test_geometry_is_right():
 def test_benchmark_sets_are_deterministic_under_a_seed(mnist_test_float):
     images = mnist_test_float[0][:20]
     a, b = transforms.benchmark_sets(images, seed=3), transforms.benchmark_sets(images, seed=3)
-    assert list(a) == ["clean", "rot15", "rot30", "scale0.8", "scale1.2", "shift4", "affine"]
+    assert list(a) == ["clean", "rot15", "rot30", "scale0.8", "scale1.2", "shift4", "affine", "affnist"]
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
-    assert not np.array_equal(transforms.benchmark_sets(images, seed=4)["affine"], a["affine"])
+    other = transforms.benchmark_sets(images, seed=4)
+    assert not np.array_equal(other["affine"], a["affine"]) and not np.array_equal(other["affnist"], a["affnist"])
+
+
+def test_stretch_scales_one_axis():
+    bar = np.zeros((1, 28, 28), np.float32)
+    bar[0, 14, 10:18], bar[0, 10:18, 14] = 1, 1  # a plus sign, 8 px each way
+    wide = transforms.apply(bar, Transform(stretch_x=1.5))[0]
+    assert (wide[14] > 0.5).sum() >= 11 and (wide[:, 14] > 0.5).sum() <= 9
 
 
 def test_sweep_is_one_batch(mnist_test_float):
@@ -47,7 +55,7 @@ def test_sweep_is_one_batch(mnist_test_float):
 def test_a_one_turned_on_its_side_is_no_longer_a_confident_one(mnist):
     (_, _), (x_test, y_test) = mnist
     ones = x_test[y_test == 1][:20].astype(np.float32) / 255
-    cnn = registry.load("cnn")
+    cnn = store.load("cnn")
     assert np.mean(cnn.classify(ones).argmax(1) == 1) == 1.0
     turned = cnn.classify(transforms.apply(ones, Transform(rotation=90)))
     assert np.mean(turned[:, 1] > 0.9) < 0.2

@@ -1,25 +1,24 @@
-"""Name → model class, training defaults and weights files; the manifest in weights/; the one door `load`."""
+"""The weights store: weights files and their manifest in a folder (weights/ ships; user_weights/ holds retraining),
+saved atomically and loaded into architectures built from code; which of the two the app uses; the one door `load`
+(cached, warmed up); scoring a model as the zoo does."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import fcntl
-import io
 import json
 import os
-import shutil
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from keras.src.saving import saving_lib
 
-from . import autoencoders, capsnet, classifiers, gans, judge, multimnist, vae
-from .base import ModelSpec, ZooModel
+from .base import ZooModel
+from .catalogue import SPECS, build, rebuild_command, spec, stem
 from .data import sha256_file, write_atomic
 
 WEIGHTS_DIR = Path(os.environ.get("MNIST_MODELS_WEIGHTS") or Path(__file__).resolve().parent.parent / "weights")
@@ -29,28 +28,8 @@ MANIFEST_NAME = "manifest.json"
 CHOICES_NAME = "choices.json"  # in USER_WEIGHTS_DIR: which models use the user's retrained weights
 
 
-SPECS: dict[str, ModelSpec] = {
-    spec.name: spec for spec in [*classifiers.SPECS, *capsnet.SPECS, *autoencoders.SPECS, *vae.SPECS, *gans.SPECS,
-                                  *multimnist.SPECS, *judge.SPECS]
-}
-
-
 class WeightsError(RuntimeError):
     """Shipped weights are missing, corrupt or do not fit; the message names the file and the rebuild command."""
-
-
-def spec(name: str) -> ModelSpec:
-    if name not in SPECS:
-        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(SPECS)}")
-    return SPECS[name]
-
-
-def stem(name: str, dataset: str) -> str:
-    return f"{name}-{dataset}"
-
-
-def rebuild_command(name: str, dataset: str) -> str:
-    return f"python -m mnist_models train {name} --dataset {dataset}"
 
 
 # --- manifest ----------------------------------------------------------------------------------------------
@@ -115,7 +94,7 @@ class ZooEntry:
 
 def zoo_entry(name: str, dataset: str, folder: Path | None = None, manifest: dict | None = None) -> ZooEntry:
     folder, model_spec = folder or WEIGHTS_DIR, spec(name)
-    entry = (read_manifest(folder) if manifest is None else manifest).get(stem(name, dataset))
+    entry = (_manifest_view(folder)[0] if manifest is None else manifest).get(stem(name, dataset))
     key_metric, rebuild = model_spec.model_class.key_metric, rebuild_command(name, dataset)
     if entry is None:
         return ZooEntry(name, dataset, model_spec.title, "not trained", key_metric, {}, 0, 0.0, 0.0, 0, 0.0, rebuild)
@@ -136,19 +115,7 @@ def zoo(folder: Path | None = None) -> list[ZooEntry]:
     return [zoo_entry(name, dataset, folder, manifest) for name, s in SPECS.items() for dataset in s.datasets]
 
 
-# --- loading -----------------------------------------------------------------------------------------------
-
-def build(name: str, dataset: str = "mnist", config: dict | None = None, saved: bool = False) -> ZooModel:
-    """A fresh, untrained model built from code: `config` overrides the zoo's spec for it. A `saved` config (from
-    a manifest) is complete as it was written: a field it lacks was added later and takes the config class's
-    default, the behaviour it was trained with, not what the spec now asks of new runs."""
-    model_spec = spec(name)
-    if dataset not in model_spec.datasets:
-        raise ValueError(f"{name} is available for {', '.join(model_spec.datasets)}, not {dataset!r}")
-    cls = model_spec.model_class
-    base = {} if saved else model_spec.config
-    return cls(cls.config_class.from_dict({**base, **(config or {})}), dataset=dataset)
-
+# --- saving and loading ---------------------------------------------------------------------------------------
 
 def _save_weights_only(network, path: str) -> None:
     """The network's weights without its optimizer's slots. Models are always loaded uncompiled, so the slots were
@@ -158,7 +125,7 @@ def _save_weights_only(network, path: str) -> None:
     saving_lib.save_weights_only(network, path, objects_to_skip=[optimizer] if optimizer is not None else None)
 
 
-def _write_content_addressed(folder: Path, prefix: str, suffix: str, write) -> Path:
+def write_content_addressed(folder: Path, prefix: str, suffix: str, write) -> Path:
     """`write(tmp_path)` into a temp file in `folder`, then rename it to `{prefix}-{sha256[:12]}{suffix}`."""
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{prefix}.", suffix=f".tmp{suffix}")
     os.close(fd)
@@ -181,14 +148,14 @@ def save(model: ZooModel, folder: Path, entry: dict) -> dict[str, Path]:
     key = stem(entry["model"], entry["dataset"])
     written, weights = {}, {}
     for part, network in model.parts().items():
-        final = _write_content_addressed(folder, f"{key}-{part}", ".weights.h5",
+        final = write_content_addressed(folder, f"{key}-{part}", ".weights.h5",
                                          lambda tmp, net=network: _save_weights_only(net, tmp))
         written[part] = final
         weights[part] = {"file": final.name, "sha256": sha256_file(final)}
     extra = {}
     arrays = model.artifacts()
     if arrays:
-        final = _write_content_addressed(folder, f"{key}-artifacts", ".npz",
+        final = write_content_addressed(folder, f"{key}-artifacts", ".npz",
                                          lambda tmp: np.savez_compressed(tmp, **arrays))
         written["artifacts"] = final
         extra["artifacts"] = {"file": final.name, "sha256": sha256_file(final)}
@@ -230,7 +197,11 @@ def load_from(folder: Path, name: str, dataset: str = "mnist", config_overrides:
     fix = f"rebuild it with: {rebuild_command(name, dataset)}"
     if entry is None:
         raise WeightsError(f"no trained weights for {name} on {dataset} in {folder}; {fix}")
-    model = build(name, dataset, {**entry.get("config", {}), **(config_overrides or {})}, saved=True)
+    try:
+        model = build(name, dataset, {**entry.get("config", {}), **(config_overrides or {})}, saved=True)
+    except (ValueError, TypeError) as err:  # a config this version of the code cannot build
+        raise WeightsError(f"the config of {key} in {folder / MANIFEST_NAME} does not fit the {name} "
+                           f"architecture ({err}); {fix}") from err
     def verified(recorded: dict) -> Path:
         path = folder / recorded["file"]
         if not path.is_file():
@@ -278,7 +249,7 @@ def _read_choices() -> dict:
 
 def uses_user_weights(name: str, dataset: str) -> bool:
     key = stem(name, dataset)
-    return bool(_read_choices().get(key)) and key in read_manifest(USER_WEIGHTS_DIR)
+    return bool(_read_choices().get(key)) and _fingerprint(USER_WEIGHTS_DIR, name, dataset) != "{}"
 
 
 def choose_user_weights(name: str, dataset: str, use: bool) -> None:
@@ -294,9 +265,29 @@ def active_folder(name: str, dataset: str = "mnist") -> Path:
     return USER_WEIGHTS_DIR if uses_user_weights(name, dataset) else WEIGHTS_DIR
 
 
+_parsed: dict[Path, tuple[tuple | None, dict, dict[str, str]]] = {}
+
+
+def _manifest_view(folder: Path) -> tuple[dict, dict[str, str]]:
+    """The manifest of `folder` (shared: read it, never change it) and each entry's weights fingerprint, parsed
+    again only when the file changed (a save replaces it: a new inode and time). Pages ask on every run."""
+    path = folder / MANIFEST_NAME
+    try:
+        status = path.stat()
+        version = (status.st_ino, status.st_mtime_ns, status.st_size)
+    except FileNotFoundError:
+        version = None
+    cached = _parsed.get(path)
+    if cached is None or cached[0] != version:
+        manifest = read_manifest(folder)
+        cached = _parsed[path] = (version, manifest, {key: json.dumps(entry.get("weights", {}), sort_keys=True)
+                                                      for key, entry in manifest.items()})
+    return cached[1], cached[2]
+
+
 def _fingerprint(folder: Path, name: str, dataset: str) -> str:
     """Changes with every save of this model in `folder` (the files are content-addressed)."""
-    return json.dumps(read_manifest(folder).get(stem(name, dataset), {}).get("weights", {}), sort_keys=True)
+    return _manifest_view(folder)[1].get(stem(name, dataset), "{}")
 
 
 def active_version(name: str, dataset: str = "mnist") -> tuple[Path, str]:
@@ -323,81 +314,7 @@ def load(name: str, dataset: str = "mnist", folder: Path | None = None) -> ZooMo
         return _cache[key]
 
 
-# --- weights to take home ----------------------------------------------------------------------------------
-
-ZIP_MANIFEST = "manifest.json"
-
-
-def export_zip(name: str, dataset: str = "mnist", folder: Path | None = None) -> bytes:
-    """One model's weights files and its manifest entry as a .zip, for `import_zip` on another studio."""
-    folder = folder or active_folder(name, dataset)
-    key = stem(name, dataset)
-    entry = read_manifest(folder).get(key)
-    if entry is None:
-        raise WeightsError(f"no trained weights for {name} on {dataset} in {folder}")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(ZIP_MANIFEST, json.dumps({key: entry}, indent=2))
-        for record in entry_files(entry):
-            archive.write(folder / record["file"], record["file"])
-    return buffer.getvalue()
-
-
-def import_zip(source, folder: Path | None = None) -> str:
-    """Install a zip made by `export_zip` into `folder` (the user weights) after checking everything; return its
-    key. Checked: one manifest entry for a model of the zoo, every file listed there present with its sha256, and
-    every tensor's shape against the architecture built from code (weights are loaded, never deserialized as a
-    model). A zip that fails any check raises WeightsError naming what failed; nothing installed changes."""
-    folder = folder or USER_WEIGHTS_DIR
-    try:
-        archive = zipfile.ZipFile(source)
-    except (OSError, zipfile.BadZipFile) as err:
-        raise WeightsError(f"not a weights zip: {err}") from err
-    with archive, tempfile.TemporaryDirectory() as staging:
-        names = set(archive.namelist())
-        if ZIP_MANIFEST not in names:
-            raise WeightsError(f"the zip has no {ZIP_MANIFEST}; make one with the Train page's download button")
-        try:
-            manifest = json.loads(archive.read(ZIP_MANIFEST))
-        except ValueError as err:
-            raise WeightsError(f"its {ZIP_MANIFEST} is not JSON ({err})") from err
-        if not isinstance(manifest, dict) or len(manifest) != 1:
-            raise WeightsError(f"its {ZIP_MANIFEST} must hold exactly one model's entry")
-        (key, entry), = manifest.items()
-        name, dataset = entry.get("model"), entry.get("dataset")
-        if name not in SPECS or dataset not in SPECS[name].datasets or key != stem(name, dataset):
-            raise WeightsError(f"its manifest entry {key!r} names no model of this zoo ({name!r} on {dataset!r})")
-        records = entry_files(entry)
-        if not records:
-            raise WeightsError(f"its manifest entry for {key} lists no weights files")
-        for record in records:
-            file = record.get("file", "")
-            if Path(file).name != file or not file.startswith(f"{key}-"):
-                raise WeightsError(f"its manifest names the file {file!r}, which is not a weights file of {key}")
-            if file not in names:
-                raise WeightsError(f"{file} is listed in its manifest but missing from the zip")
-            (Path(staging) / file).write_bytes(archive.read(file))
-            if sha256_file(Path(staging) / file) != record.get("sha256"):
-                raise WeightsError(f"{file} does not match the sha256 in its manifest (changed or damaged)")
-        staged = Path(staging)
-        (staged / MANIFEST_NAME).write_text(json.dumps(manifest))
-        try:
-            load_from(staged, name, dataset)  # builds from code and loads every tensor: shapes must fit
-        except WeightsError as err:
-            raise WeightsError(str(err).split("; rebuild it with")[0].replace(str(staged) + "/", "")) from err
-        folder.mkdir(parents=True, exist_ok=True)
-        for record in records:  # content-addressed names: copying over an identical file changes nothing
-            _write_content_addressed(folder, record["file"].rsplit("-", 1)[0], "".join(Path(record["file"]).suffixes),
-                                     lambda tmp, src=staged / record["file"]: shutil.copyfile(src, tmp))
-        old = read_manifest(folder).get(key)
-        update_manifest(key, {**entry, "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, folder)
-        if old:
-            keep = {r["file"] for r in records}
-            for record in entry_files(old):
-                if record["file"] not in keep:
-                    (folder / record["file"]).unlink(missing_ok=True)
-    return key
-
+# --- scoring -------------------------------------------------------------------------------------------------
 
 def evaluate(model: ZooModel, x: np.ndarray, y: np.ndarray) -> dict:
     """`model.evaluate` on a test set, handing a model that is scored by classifiers (a GAN) the shipped CNN of its
@@ -444,7 +361,7 @@ def store_as_float16(name: str, dataset: str = "mnist", folder: Path | None = No
                         target.create_dataset(path, data=half).attrs.update(item.attrs)
                 target.attrs.update(source.attrs)
                 source.visititems(copy)
-        final = _write_content_addressed(folder, f"{key}-{part}", ".weights.h5", halve)
+        final = write_content_addressed(folder, f"{key}-{part}", ".weights.h5", halve)
         weights[part] = {"file": final.name, "sha256": sha256_file(final)}
     staged = {**entry, "weights": weights}
     update_manifest(key, staged, folder)

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from mnist_models import registry
+from mnist_models import catalogue, store, transfer
 from mnist_models.classifiers import CNNConfig
 from mnist_models.training import TrainSettings, train
 
@@ -17,7 +17,8 @@ from mnist_models.training import TrainSettings, train
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
     tiny = CNNConfig(filters=(4, 8), convs_per_block=(1, 1), dense_units=16).to_dict()
-    train(TrainSettings(model="cnn", epochs=1, train_size=200, batch_size=50), out_dir=folder, config=tiny)
+    train(TrainSettings(model="cnn", epochs=1, test_size=500,
+                        train_size=200, batch_size=50), out_dir=folder, config=tiny)
     return folder
 
 
@@ -28,50 +29,51 @@ def copy_of(trained, tmp_path):
 
 
 def weights_file(folder):
-    return folder / registry.read_manifest(folder)["cnn-mnist"]["weights"]["model"]["file"]
+    return folder / store.read_manifest(folder)["cnn-mnist"]["weights"]["model"]["file"]
 
 
 def test_missing_file_names_file_and_command(trained, tmp_path):
     folder = copy_of(trained, tmp_path)
     path = weights_file(folder)
     path.unlink()
-    with pytest.raises(registry.WeightsError, match=f"{path.name} is missing.*train cnn --dataset mnist"):
-        registry.load_from(folder, "cnn")
+    with pytest.raises(store.WeightsError, match=f"{path.name} is missing.*train cnn --dataset mnist"):
+        store.load_from(folder, "cnn")
 
 
 def test_truncated_file_is_caught_by_sha256(trained, tmp_path):
     folder = copy_of(trained, tmp_path)
     path = weights_file(folder)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(registry.WeightsError, match="does not match the sha256.*python -m mnist_models train"):
-        registry.load_from(folder, "cnn")
+    with pytest.raises(store.WeightsError, match="does not match the sha256.*python -m mnist_models train"):
+        store.load_from(folder, "cnn")
 
 
 def test_weights_for_the_wrong_architecture(trained, tmp_path):
     folder = copy_of(trained, tmp_path)
-    manifest = registry.read_manifest(folder)
+    manifest = store.read_manifest(folder)
     manifest["cnn-mnist"]["config"]["dense_units"] = 32  # the file no longer fits the built network
-    registry.update_manifest("cnn-mnist", manifest["cnn-mnist"], folder)
-    with pytest.raises(registry.WeightsError, match="do not fit the cnn architecture"):
-        registry.load_from(folder, "cnn")
+    store.update_manifest("cnn-mnist", manifest["cnn-mnist"], folder)
+    with pytest.raises(store.WeightsError, match="do not fit the cnn architecture"):
+        store.load_from(folder, "cnn")
 
 
 def test_no_entry_says_how_to_train(tmp_path):
-    with pytest.raises(registry.WeightsError, match="no trained weights for capsnet on fashion"):
-        registry.load_from(tmp_path, "capsnet", "fashion")
+    with pytest.raises(store.WeightsError, match="no trained weights for capsnet on fashion"):
+        store.load_from(tmp_path, "capsnet", "fashion")
 
 
 def test_unknown_model_and_dataset():
     with pytest.raises(KeyError, match="unknown model"):
-        registry.build("resnet")
+        catalogue.build("resnet")
     with pytest.raises(ValueError, match="available for"):
-        registry.build("cnn", "cifar")
+        catalogue.build("cnn", "cifar")
 
 
 def test_load_is_cached_per_process(trained):
-    assert registry.load("cnn", folder=trained) is registry.load("cnn", folder=trained)
+    assert store.load("cnn", folder=trained) is store.load("cnn", folder=trained)
 
 
+@pytest.mark.slow
 def test_cli_evaluate_prints_one_json_object(trained):
     out = subprocess.run([sys.executable, "-m", "mnist_models", "evaluate", "cnn", "--weights", str(trained),
                           "--json"], capture_output=True, text=True, timeout=300, check=True).stdout
@@ -79,6 +81,7 @@ def test_cli_evaluate_prints_one_json_object(trained):
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_examples"] == 10000
 
 
+@pytest.mark.slow
 def test_cli_reports_errors_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "mnist_models", "evaluate", "capsnet", "--weights",
                           str(tmp_path)], capture_output=True, text=True, timeout=300)
@@ -89,33 +92,34 @@ def test_cli_reports_errors_without_traceback(tmp_path):
 def test_saving_again_replaces_the_old_version_and_orphans_are_cleaned(trained, tmp_path):
     folder = copy_of(trained, tmp_path)
     old = weights_file(folder)
-    model = registry.load_from(folder, "cnn")
+    model = store.load_from(folder, "cnn")
     model.network.layers[-1].kernel.assign(model.network.layers[-1].kernel * 0.5)
-    entry = registry.read_manifest(folder)["cnn-mnist"]
-    registry.save(model, folder, entry)
+    entry = store.read_manifest(folder)["cnn-mnist"]
+    store.save(model, folder, entry)
     assert not old.exists() and weights_file(folder).exists()
     (folder / ".cnn-mnist-model.abc.tmp.weights.h5").write_bytes(b"partial")
     (folder / "cnn-mnist-model-0123456789ab.weights.h5").write_bytes(b"unreferenced")
-    assert registry.clean_orphans(folder) == []  # too fresh: may be a save in progress
-    removed = registry.clean_orphans(folder, min_age_s=0)
+    assert store.clean_orphans(folder) == []  # too fresh: may be a save in progress
+    removed = store.clean_orphans(folder, min_age_s=0)
     assert len(removed) == 2 and weights_file(folder).exists()
-    registry.load_from(folder, "cnn")
+    store.load_from(folder, "cnn")
 
 
 KILLER = """
 import sys
 import zipfile
 from pathlib import Path
-from mnist_models import registry
+from mnist_models import catalogue, store, transfer
 folder = Path(sys.argv[1])
-model = registry.load_from(folder, "cnn")
-entry = registry.read_manifest(folder)["cnn-mnist"]
+model = store.load_from(folder, "cnn")
+entry = store.read_manifest(folder)["cnn-mnist"]
 print("ready", flush=True)
 while True:
-    registry.save(model, folder, entry)
+    store.save(model, folder, entry)
 """
 
 
+@pytest.mark.slow
 def test_killing_a_save_midway_leaves_loadable_weights(trained, tmp_path):
     """SIGKILL a process that saves over and over; whatever moment it dies, the weights still load."""
     import random
@@ -129,8 +133,8 @@ def test_killing_a_save_midway_leaves_loadable_weights(trained, tmp_path):
         time.sleep(random.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        registry.load_from(folder, "cnn")  # raises if the manifest points at a partial file
-    registry.clean_orphans(folder, min_age_s=0)
+        store.load_from(folder, "cnn")  # raises if the manifest points at a partial file
+    store.clean_orphans(folder, min_age_s=0)
     assert len(list(folder.glob("*.weights.h5"))) == 1
 
 
@@ -139,11 +143,11 @@ def test_a_saved_config_lacking_a_newer_field_loads_as_it_was_trained(tmp_path):
     saved before those fields existed load as they were trained (the fields' class defaults, not the spec's)."""
     from mnist_models.gans import GAN, GANConfig
 
-    assert registry.build("dcgan").config.categories == 10
+    assert catalogue.build("dcgan").config.categories == 10
     gan = GAN(GANConfig(kind="dcgan", latent_dim=8, width=4, batch_norm=True))
     older = {k: v for k, v in gan.config.to_dict().items() if k not in ("disc_hidden", "categories")}
-    registry.save(gan, tmp_path, {"model": "dcgan", "dataset": "mnist", "config": older})
-    loaded = registry.load_from(tmp_path, "dcgan")
+    store.save(gan, tmp_path, {"model": "dcgan", "dataset": "mnist", "config": older})
+    loaded = store.load_from(tmp_path, "dcgan")
     assert loaded.config.categories == 0 and loaded.config.disc_hidden == 0
     np.testing.assert_allclose(loaded.generate(2, seed=1), gan.generate(2, seed=1), atol=1e-6)
 
@@ -158,16 +162,16 @@ def _zip_with(files: dict[str, bytes]) -> io.BytesIO:
 
 
 def _exported(name: str = "ae_vanilla") -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(registry.export_zip(name, "mnist", registry.WEIGHTS_DIR))) as archive:
+    with zipfile.ZipFile(io.BytesIO(transfer.export_zip(name, "mnist", store.WEIGHTS_DIR))) as archive:
         return {n: archive.read(n) for n in archive.namelist()}
 
 
 def test_weights_zip_round_trip_installs_and_loads(tmp_path):
     files = _exported()
-    assert set(files) == {"manifest.json", registry.read_manifest()["ae_vanilla-mnist"]["weights"]["model"]["file"]}
-    assert registry.import_zip(_zip_with(files), tmp_path) == "ae_vanilla-mnist"
-    ours = registry.load_from(tmp_path, "ae_vanilla").reconstruct(np.zeros((2, 28, 28)))
-    shipped = registry.load_from(registry.WEIGHTS_DIR, "ae_vanilla").reconstruct(np.zeros((2, 28, 28)))
+    assert set(files) == {"manifest.json", store.read_manifest()["ae_vanilla-mnist"]["weights"]["model"]["file"]}
+    assert transfer.import_zip(_zip_with(files), tmp_path) == "ae_vanilla-mnist"
+    ours = store.load_from(tmp_path, "ae_vanilla").reconstruct(np.zeros((2, 28, 28)))
+    shipped = store.load_from(store.WEIGHTS_DIR, "ae_vanilla").reconstruct(np.zeros((2, 28, 28)))
     assert np.array_equal(ours, shipped)
 
 
@@ -181,7 +185,7 @@ def test_weights_zip_round_trip_installs_and_loads(tmp_path):
     ("not a zip", "not a weights zip"),
 ])
 def test_a_bad_weights_zip_is_refused_and_nothing_changes(tmp_path, damage, message):
-    registry.import_zip(_zip_with(_exported()), tmp_path)  # something already installed
+    transfer.import_zip(_zip_with(_exported()), tmp_path)  # something already installed
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     files = _exported()
     (key, entry), = json.loads(files["manifest.json"]).items()
@@ -201,32 +205,32 @@ def test_a_bad_weights_zip_is_refused_and_nothing_changes(tmp_path, damage, mess
     if "manifest.json" in files:
         files["manifest.json"] = json.dumps({key: entry}).encode()
     source = io.BytesIO(b"not a zip at all") if damage == "not a zip" else _zip_with(files)
-    with pytest.raises(registry.WeightsError, match=message):
-        registry.import_zip(source, tmp_path)
+    with pytest.raises(store.WeightsError, match=message):
+        transfer.import_zip(source, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_storing_weights_as_float16_halves_them_and_keeps_the_answers(tmp_path, mnist):
     (_, _), (x_test, y_test) = mnist
-    model = registry.build("cnn", config={"filters": [8, 16], "dense_units": 256})  # tensors outweigh h5 overhead
-    registry.save(model, tmp_path, {"model": "cnn", "dataset": "mnist", "config": model.config.to_dict(),
+    model = catalogue.build("cnn", config={"filters": [8, 16], "dense_units": 256})  # tensors outweigh h5 overhead
+    store.save(model, tmp_path, {"model": "cnn", "dataset": "mnist", "config": model.config.to_dict(),
                                     "metrics": {"test_accuracy": 0.1}})
-    before = tmp_path / registry.read_manifest(tmp_path)["cnn-mnist"]["weights"]["model"]["file"]
+    before = tmp_path / store.read_manifest(tmp_path)["cnn-mnist"]["weights"]["model"]["file"]
     size = before.stat().st_size
-    entry = registry.store_as_float16("cnn", "mnist", tmp_path)
+    entry = store.store_as_float16("cnn", "mnist", tmp_path)
     after = tmp_path / entry["weights"]["model"]["file"]
     assert not before.exists() and after.stat().st_size < 0.6 * size
     assert entry["weights_dtype"] == "float16" and entry["metrics_float32"] == {"test_accuracy": 0.1}
     images = x_test[:50].astype(np.float32) / 255
-    np.testing.assert_allclose(registry.load_from(tmp_path, "cnn").classify(images), model.classify(images),
+    np.testing.assert_allclose(store.load_from(tmp_path, "cnn").classify(images), model.classify(images),
                                atol=2e-2)
 
 
 def test_shipped_weights_stay_within_the_budget():
     """Every file the manifest lists, and nothing else in weights/, together under 80 MB."""
-    manifest = registry.read_manifest()
-    listed = {f["file"] for entry in manifest.values() for f in registry.entry_files(entry)}
-    present = {p.name for p in registry.WEIGHTS_DIR.iterdir() if p.is_file() and not p.name.startswith(".")}
-    assert present - listed == {registry.MANIFEST_NAME}  # no stray weights file left behind by a promotion
-    total = sum((registry.WEIGHTS_DIR / name).stat().st_size for name in present)
+    manifest = store.read_manifest()
+    listed = {f["file"] for entry in manifest.values() for f in store.entry_files(entry)}
+    present = {p.name for p in store.WEIGHTS_DIR.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert present - listed == {store.MANIFEST_NAME}  # no stray weights file left behind by a promotion
+    total = sum((store.WEIGHTS_DIR / name).stat().st_size for name in present)
     assert total < 80e6, total / 1e6
