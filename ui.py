@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from mnist_models import WeightsError, load_dataset, registry
+from mnist_models import WeightsError, catalogue, load_dataset, store
 from mnist_models.data import CLASS_NAMES, DataUnavailableError
 from mnist_models.preprocess import BlankDrawingError, Cleaning, PreprocessError, clean
 
@@ -40,19 +40,19 @@ def keep_keras_state_between_runs() -> None:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=32)
 def _load(name: str, dataset: str, folder: str, version: str):
-    """`registry.load`, cached by Streamlit per weights version (`version` changes when other weights are
+    """`store.load`, cached by Streamlit per weights version (`version` changes when other weights are
     chosen), so the spinner shows while a model loads."""
-    return registry.load(name, dataset, Path(folder))
+    return store.load(name, dataset, Path(folder))
 
 
 def model_or_stop(name: str, dataset: str = "mnist"):
     """The model with the chosen (shipped or retrained) weights; if they are unusable, an error that names the
     file and the command that rebuilds it, and the page stops (other pages keep working)."""
     try:
-        folder, version = registry.active_version(name, dataset)
+        folder, version = store.active_version(name, dataset)
         return _load(name, dataset, str(folder), version)
     except WeightsError as err:
-        st.error(f"**{registry.spec(name).title}** ({dataset}) is unavailable: {err}")
+        st.error(f"**{catalogue.spec(name).title}** ({dataset}) is unavailable: {err}")
         st.stop()
 
 
@@ -79,13 +79,21 @@ def kept(key: str, default, choices=None):
     on every run and re-seeded from there whenever the widget's own key is missing. A kept value that is no
     longer among `choices` (e.g. a slider's range changed) falls back to `default`.
     """
-    store = f"kept::{key}"
+    kept_key = f"kept::{key}"
     if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(store, default)
+        st.session_state[key] = st.session_state.get(kept_key, default)
     if choices is not None and st.session_state[key] not in choices:
         st.session_state[key] = default
-    st.session_state[store] = st.session_state[key]
+    st.session_state[kept_key] = st.session_state[key]
     return key
+
+
+def slider(label: str, min_value, max_value, *, key: str, default, choices=None, **kwargs):
+    """`st.slider` whose value outlives a visit to another page (see `kept`). The value is passed in: without
+    one, Streamlit's slider reads the whole session state to learn whether it is a range slider, which cost a
+    millisecond per slider on every run (the Draw page has seventeen)."""
+    return st.slider(label, min_value, max_value, value=st.session_state[kept(key, default, choices)], key=key,
+                     **kwargs)
 
 
 def set_kept(key: str, value) -> None:
@@ -146,7 +154,7 @@ def canvas(key: str, stroke_color: str = "#FFFFFF",
 
     raw_key, strokes_key, initial_key, canvas_key = (f"{key}_raw", f"{key}_strokes", f"{key}_initial",
                                                     f"{key}_canvas")
-    stroke = st.slider("Stroke width", 8, 40, key=kept(f"{key}_stroke", 22))
+    stroke = slider("Stroke width", 8, 40, key=f"{key}_stroke", default=22)
     if canvas_key not in st.session_state:  # (re)mounted, e.g. back from another page: redraw the strokes
         st.session_state[initial_key] = st.session_state.get(strokes_key)
     result = st_canvas(stroke_width=stroke, stroke_color=stroke_color, background_color="#000000",
@@ -182,8 +190,14 @@ def show_cleaning(steps: Cleaning) -> None:
     thumb.thumbnail((240, 240))
     ink = Image.fromarray((np.clip(steps.ink, 0, 1) * 255).astype(np.uint8))
     ink.thumbnail((240, 240))
-    st.image([png(thumb), png(ink), digit_png(steps.digit, 112)],
+    image([png(thumb), png(ink), digit_png(steps.digit, 112)],
              caption=["your picture", "the ink found", "what the models see"], width=96)
+
+
+def image(pictures, **kwargs) -> None:
+    """`st.image` for the PNGs made here, kept as PNG: Streamlit re-encodes an "auto" picture without alpha as a
+    JPEG, which blurs pixel-sharp digits and costs the server a decode and an encode per picture."""
+    st.image(pictures, output_format="PNG", **kwargs)
 
 
 def png(image: Image.Image) -> bytes:
@@ -227,14 +241,104 @@ def evolution_gif(frames: np.ndarray, millis: int = 400) -> bytes:
     return buf.getvalue()
 
 
-def show_digit(image: np.ndarray, caption: str, size: int = 140) -> None:
-    st.image(digit_png(image, size), caption=caption, width=size)
+def show_digit(digit: np.ndarray, caption: str, size: int = 140) -> None:
+    image(digit_png(digit, size), caption=caption, width=size)
+
+
+def figure(data: list[dict], layout: dict) -> go.Figure:
+    """A Plotly figure from plain trace and layout dicts, unvalidated: they are written here, and Plotly's
+    validation of every property cost half of a chart's time on each stroke (`bench serve`'s profile)."""
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
 
 
 def probability_chart(series: dict[str, np.ndarray], dataset: str = "mnist") -> go.Figure:
-    names = CLASS_NAMES[dataset]
-    fig = go.Figure([go.Bar(name=label, x=names, y=probs, hovertemplate="%{x}: %{y:.1%}<extra>" + label +
-                            "</extra>") for label, probs in series.items()])
-    fig.update_layout(barmode="group", height=280, margin=dict(l=10, r=10, t=10, b=10),
-                      yaxis=dict(range=[0, 1], tickformat=".0%"), legend=dict(orientation="h", y=1.12))
-    return fig
+    names = list(CLASS_NAMES[dataset])
+    return figure([{"type": "bar", "name": label, "x": names, "y": np.asarray(probs).tolist(),
+                    "hovertemplate": "%{x}: %{y:.1%}<extra>" + label + "</extra>"} for label, probs in series.items()],
+                  {"barmode": "group", "height": 280, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+                   "yaxis": {"range": [0, 1], "tickformat": ".0%"}, "legend": {"orientation": "h", "y": 1.12}})
+
+
+PALETTE = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF",
+           "#FECB52"]  # Plotly's default colours: the latent map's dots match the scatter's classes
+
+
+def _latent_pixels(points: np.ndarray, span: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Latent points (N, 2) → (rows, cols) on a size × size picture of [-span, span]², z₂ upwards."""
+    cols = np.clip(((points[:, 0] + span) / (2 * span) * size).astype(int), 0, size - 1)
+    rows = np.clip(((span - points[:, 1]) / (2 * span) * size).astype(int), 0, size - 1)
+    return rows, cols
+
+
+def scatter_picture(points: np.ndarray, labels: np.ndarray, span: float, size: int) -> np.ndarray:
+    """Latent points as 2×2 dots on black, coloured by label: (size, size, 3) uint8."""
+    picture = np.zeros((size + 1, size + 1, 3), np.uint8)
+    rows, cols = _latent_pixels(points, span, size)
+    colours = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in PALETTE], np.uint8)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            picture[rows + dy, cols + dx] = colours[labels]
+    return picture[:size, :size]
+
+
+def mark_point(picture: np.ndarray, point, span: float) -> bytes:
+    """The picture with a white cross at a latent point, as a PNG (a copy: the picture is shared)."""
+    marked = picture.copy()
+    (row,), (col,) = _latent_pixels(np.asarray([point], np.float32), span, len(picture))
+    marked[max(row - 6, 0):row + 7, max(col - 1, 0):col + 2] = 255
+    marked[max(row - 1, 0):row + 2, max(col - 6, 0):col + 7] = 255
+    return png(Image.fromarray(marked))
+
+
+def latent_scatter(points: np.ndarray, labels: np.ndarray, names, mine: np.ndarray | None) -> go.Figure:
+    """The test set in latent space, one trace per class, and your drawing as a star."""
+    data = [{"type": "scattergl", "mode": "markers", "name": names[label], "x": points[labels == label, 0].tolist(),
+             "y": points[labels == label, 1].tolist(), "marker": {"size": 4, "opacity": 0.6, "color": PALETTE[label]},
+             "hovertemplate": f"{names[label]}<br>z=(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"} for label in range(10)]
+    if mine is not None:
+        data.append({"type": "scatter", "mode": "markers", "name": "your drawing", "x": [float(mine[0])],
+                     "y": [float(mine[1])], "marker": {"size": 18, "symbol": "star", "color": "gold",
+                                                       "line": {"width": 1}}})
+    return figure(data, {"height": 480, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}, "xaxis": {"title": "z₁"},
+                         "yaxis": {"title": "z₂"}})
+
+
+ROUTING_COLOURS = ((1.0, 0.55, 0.0), (0.2, 0.55, 1.0))  # the winner's capsule orange, the runner-up's blue
+
+
+def claimed_strokes(ink: np.ndarray, heats: np.ndarray, scale: float, colours, size: int = 140) -> bytes:
+    """The strokes of a drawing (H, W) coloured by which capsule claims them: each pixel mixes the capsules'
+    colours in proportion to their heat maps there (K, H, W), and is brighter where more vote goes (relative to
+    `scale`, one value for every picture that is compared). A PNG."""
+    total = heats.sum(0)
+    shares = heats / np.maximum(total, 1e-8)
+    colour = np.einsum("khw,kc->hwc", shares, np.asarray(colours, np.float32))
+    strength = 0.35 + 0.65 * np.clip(total / max(scale, 1e-8), 0, 1)
+    rgb = colour * (np.clip(ink, 0, 1) * strength)[..., None]
+    picture = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    return png(picture.resize((size, size), Image.Resampling.NEAREST))
+
+
+def lengths_by_iteration_png(lengths: np.ndarray, winner: int, runner_up: int, width: int = 330,
+                              height: int = 150) -> bytes:
+    """The ten digit capsules' lengths after each routing iteration as a small bar chart (one group per digit,
+    a bar per iteration, lighter to darker; the winner orange, the runner-up blue, the rest grey), drawn with
+    Pillow: a picture made once per drawing costs the server far less than an interactive chart per stroke."""
+    from PIL import ImageDraw
+
+    iterations = len(lengths)
+    picture = Image.new("RGB", (width, height), (14, 17, 23))
+    pen = ImageDraw.Draw(picture)
+    left, bottom, top = 8, height - 16, 6
+    group = (width - 2 * left) / 10
+    bar = (group - 6) / iterations
+    pen.line([(left, bottom), (width - left, bottom)], fill=(90, 90, 90))
+    for digit in range(10):
+        base = {winner: (255, 140, 0), runner_up: (51, 140, 255)}.get(digit, (150, 150, 150))
+        for it in range(iterations):
+            shade = 0.35 + 0.65 * (it + 1) / iterations
+            x0 = left + digit * group + 3 + it * bar
+            y0 = bottom - float(np.clip(lengths[it, digit], 0, 1)) * (bottom - top)
+            pen.rectangle([x0, y0, x0 + bar - 1, bottom], fill=tuple(int(c * shade) for c in base))
+        pen.text((left + digit * group + group / 2 - 3, bottom + 2), str(digit), fill=(200, 200, 200))
+    return png(picture)

@@ -32,7 +32,7 @@ with controls:
         st.caption(f"Test digit #{index}, a {y_test[index]}.")
     kind = st.selectbox("Noise", NOISE_KINDS, key=ui.kept("ae_noise", "salt_pepper"),
                         format_func=lambda k: k.replace("_", " & ") if k == "salt_pepper" else k)
-    amount = st.slider("Amount", 0.0, 0.8, step=0.05, key=ui.kept("ae_amount", 0.1),
+    amount = ui.slider("Amount", 0.0, 0.8, step=0.05, key="ae_amount", default=0.1,
                        help="Gaussian: σ; salt & pepper and masking: fraction of pixels hit")
     seed = st.number_input("Noise seed", 0, 10_000, key=ui.kept("ae_seed", 0))
 
@@ -42,7 +42,7 @@ with view:
     shown = {"clean": clean[None], "noisy": noisy, **outputs}
     # one image list wraps to the width it gets (a row on a laptop, a grid on a phone); the figures go in a table,
     # where no number is ever cut short
-    st.image([ui.digit_png(images[0], 110) for images in shown.values()], caption=list(shown), width=110)
+    ui.image([ui.digit_png(images[0], 110) for images in shown.values()], caption=list(shown), width=110)
     st.dataframe([{"image": label, "PSNR (dB)": round(psnr(images, clean[None]), 1),
                    "SSIM": round(ssim(images, clean[None]), 3)} for label, images in shown.items() if label != "clean"],
                  hide_index=True)

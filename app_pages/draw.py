@@ -1,69 +1,125 @@
-"""Draw & classify: CNN and CapsNet side by side, the CapsNet's redrawing, and its 16 pose dimensions."""
+"""Draw & classify: CNN and CapsNet side by side, how the CapsNet's capsules routed, its redrawing, and its 16
+pose dimensions.
+
+A stroke reruns only the drawing's fragment, and what a drawing shows is computed once per drawing (keyed by its
+28×28 pixels and the weights' versions), so a class of visitors can share the server."""
 
 import numpy as np
 import streamlit as st
 
 import ui
+from mnist_models import store
 
 st.title("Draw & classify")
 cnn, capsnet = ui.model_or_stop("cnn"), ui.model_or_stop("capsnet")
-
-left, right = st.columns([2, 3], gap="large")  # the left column holds the 280-px canvas at 1280 px
-with left:
-    image = ui.drawing_input("draw")
-if image is None:
-    st.stop()
-
-cnn_probs = cnn.classify(image)[0]
-capsules = capsnet.analyze(image)
-caps_probs, poses = capsules.probabilities[0], capsules.poses[0]
-cnn_digit, caps_digit = int(cnn_probs.argmax()), int(caps_probs.argmax())
-
-with right:
-    st.markdown(f"### CNN says **{cnn_digit}** ({cnn_probs[cnn_digit]:.0%}) · CapsNet says **{caps_digit}** "
-                f"(capsule length {capsules.lengths[0, caps_digit]:.2f})")
-    st.plotly_chart(ui.probability_chart({"CNN": cnn_probs, "CapsNet": caps_probs}), key="probs")
-    st.caption("CapsNet bars are its capsule lengths normalised to sum to 1; a capsule's length is its own "
-               "evidence that the digit is present.")
-
-POSE_DIMS = poses.shape[1]
+ROUTING_HELP = ("Each stroke is coloured by the capsule its primary capsules send more of their vote to "
+                "(coupling × vote length, spread over the part of your drawing each primary capsule sees), and is "
+                "brighter where more of the vote goes.")
 
 
-def _reset_pose():
+@st.cache_data(max_entries=512, show_spinner=False)
+def read_drawing(image: np.ndarray, weights: tuple[str, str]) -> dict:
+    """Everything the page shows of one drawing, computed once: both models' answers, the CapsNet's poses and
+    redrawing, and how its capsules routed (heat maps as PNGs, lengths per iteration)."""
+    cnn_probs = cnn.classify(image)[0]
+    capsules = capsnet.analyze(image)
+    lengths = capsules.lengths[0]
+    winner, runner_up = (int(d) for d in np.argsort(-lengths)[:2])
+    trace = capsnet.route(image)
+    heat = np.stack([[trace.heatmap(d, it)[0] for d in (winner, runner_up)] for it in range(trace.iterations)])
+    scale = float(heat.sum(1).max())  # one scale for every picture: brightness compares across iterations
+    overlays = [ui.claimed_strokes(image, heat[it], scale, ui.ROUTING_COLOURS, 120)
+                for it in range(trace.iterations)]
+    return {"cnn": cnn_probs, "caps": capsules.probabilities[0], "lengths": lengths, "poses": capsules.poses[0],
+            "winner": winner, "runner_up": runner_up, "overlays": overlays,
+            "lengths_chart": ui.lengths_by_iteration_png(trace.lengths[0], winner, runner_up),
+            "lengths_by_iteration": trace.lengths[0], "redrawn": capsnet.reconstruct(capsules.poses, winner)[0]}
+
+
+def versions() -> tuple[str, str]:
+    return store.active_version("cnn")[1], store.active_version("capsnet")[1]
+
+
+@st.fragment
+def drawing_and_answers():
+    left, right = st.columns([2, 3], gap="large")  # the left column holds the 280-px canvas at 1280 px
+    with left:
+        image = ui.drawing_input("draw")
+    if image is None:
+        return
+    reading = read_drawing(image, versions())
+    cnn_digit, caps_digit = int(reading["cnn"].argmax()), reading["winner"]
+    with right:
+        st.markdown(f"### CNN says **{cnn_digit}** ({reading['cnn'][cnn_digit]:.0%}) · CapsNet says "
+                    f"**{caps_digit}** (capsule length {reading['lengths'][caps_digit]:.2f})")
+        st.plotly_chart(ui.probability_chart({"CNN": reading["cnn"], "CapsNet": reading["caps"]}), key="probs")
+        st.caption("CapsNet bars are its capsule lengths normalised to sum to 1; a capsule's length is its own "
+                   "evidence that the digit is present.")
+    routing(reading)
+    drawing_id = hash(image.tobytes())
+    if st.session_state.get("pose_for") != drawing_id:  # a new drawing starts from its own pose and winner
+        st.session_state["pose_for"] = drawing_id
+        ui.set_kept("pose_class", caps_digit)
+        reset_pose()
+    pose_explorer(image, reading)
+
+
+def routing(reading: dict) -> None:
+    """Routing by agreement, iteration by iteration: where the winner's and the runner-up's votes come from, and
+    how the ten capsules' lengths move."""
+    st.subheader("How the capsules routed")
+    maps, chart = st.columns([3, 2])
+    iterations = len(reading["overlays"])
+    with maps:
+        ui.image(reading["overlays"], width=120,
+                 caption=[f"iteration {it + 1}" for it in range(iterations)])
+        st.caption(f"Capsule {reading['winner']} (orange) against capsule {reading['runner_up']} (blue). "
+                   + ROUTING_HELP + " At iteration 1 every primary capsule splits its vote evenly over the ten "
+                   "digit capsules; routing then sends each one's vote where it agrees with the others.")
+    with chart:
+        before, after = reading["lengths_by_iteration"][[0, -1], reading["winner"]]
+        ui.image(reading["lengths_chart"], caption=f"the ten capsules' lengths after iterations 1–{iterations} "
+                 f"(light to dark); capsule {reading['winner']}: {before:.2f} after iteration 1, {after:.2f} after "
+                 f"iteration {iterations}")
+
+
+POSE_DIMS = 16
+
+
+def reset_pose():
     for dim in range(POSE_DIMS):
         ui.set_kept(f"pose_{dim}", 0.0)
 
 
-drawing_id = hash(image.tobytes())
-if st.session_state.get("pose_for") != drawing_id:  # a new drawing starts from its own pose and winner
-    st.session_state["pose_for"] = drawing_id
-    ui.set_kept("pose_class", caps_digit)
-    _reset_pose()
-
-
 @st.fragment
-def pose_explorer():
+def pose_explorer(image: np.ndarray, reading: dict):
     """Perturb the chosen capsule's 16-D pose and watch the decoder redraw it (reruns only this part)."""
     st.subheader("What the CapsNet sees")
     cols = st.columns([1, 1, 2])
     with cols[0]:
         ui.show_digit(image, "your input, as the models see it (28×28)")
-    chosen = st.session_state[ui.kept("pose_class", caps_digit)]
+    chosen = st.session_state[ui.kept("pose_class", reading["winner"])]
     offsets = np.array([st.session_state[ui.kept(f"pose_{d}", 0.0)] for d in range(POSE_DIMS)], np.float32)
-    pose = poses.copy()
-    pose[chosen] += offsets
     with cols[1]:
-        ui.show_digit(capsnet.reconstruct(pose[None], chosen)[0], f"redrawn from capsule {chosen}")
+        if chosen == reading["winner"] and not offsets.any():
+            redrawn = reading["redrawn"]
+        else:
+            pose = reading["poses"].copy()
+            pose[chosen] += offsets
+            redrawn = capsnet.reconstruct(pose[None], chosen)[0]
+        ui.show_digit(redrawn, f"redrawn from capsule {chosen}")
     with cols[2]:
         st.selectbox("Redraw as digit", list(range(10)), key="pose_class",
                      help="The decoder can redraw your input from any digit capsule, not only the winner.")
-        st.button("Reset pose", on_click=_reset_pose, help="Set all 16 pose sliders back to 0")
+        st.button("Reset pose", on_click=reset_pose, help="Set all 16 pose sliders back to 0")
         st.caption("Each slider adds to one of the capsule's 16 pose dimensions, as in Fig. 4 of Sabour et al. "
                    "2017: dimensions learn stroke width, skew, scale and other ways a digit can vary.")
     slider_cols = st.columns(4)
     for dim in range(POSE_DIMS):
         with slider_cols[dim % 4]:
-            st.slider(f"pose dimension {dim + 1}", -0.3, 0.3, step=0.05, key=f"pose_{dim}")
+            # the value passed in (kept just above): without it a slider reads the whole session state
+            st.slider(f"pose dimension {dim + 1}", -0.3, 0.3, value=offsets[dim].item(), step=0.05,
+                      key=f"pose_{dim}")
 
 
-pose_explorer()
+drawing_and_answers()

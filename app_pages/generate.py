@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from mnist_models import registry
+from mnist_models import catalogue, store
 from mnist_models.base import to_float
 from mnist_models.data import CLASS_NAMES
 
@@ -25,13 +25,13 @@ def seed_picker(key: str) -> int:
 
 
 def dataset_picker(name: str, key: str) -> str:
-    datasets = registry.spec(name).datasets
+    datasets = catalogue.spec(name).datasets
     return datasets[0] if len(datasets) == 1 else ui.dataset_picker(datasets, key)
 
 
 def show_grid(images: np.ndarray, caption: str, file_name: str, cell: int = 56) -> None:
     png = ui.grid_png(images, cell=cell)
-    st.image(png, caption=caption)
+    ui.image(png, caption=caption)
     st.download_button("Download PNG", png, file_name=file_name, mime="image/png", key=f"dl_{file_name}",
                        icon=":material/download:")
 
@@ -68,9 +68,16 @@ def score_row(scores: dict, suffix: str, scorer: str) -> None:
                        "found the ten digits on its own.")
 
 
-conditional_tab, grids_tab, evolution_tab = st.tabs(["By class", "Grids & interpolation", "How they learned"])
+@st.cache_data(max_entries=256, show_spinner=False)
+def class_sheet(name: str, dataset: str, label: int, seed: int, weights: str) -> np.ndarray:
+    """32 samples of one class, made once per model, class, seed and weights version (every visitor who asks
+    for them sees the same ones)."""
+    return ui.model_or_stop(name, dataset).generate_class([label] * 32, seed=seed).reshape(4, 8, 28, 28)
 
-with conditional_tab:
+
+@st.fragment
+def by_class():
+    """A GAN asked for a class, every class, or a typed number (a change here reruns only this tab)."""
     controls, output = st.columns([1, 2], gap="large")
     with controls:
         name = st.radio("Model", list(CONDITIONAL), format_func=CONDITIONAL.get, key=ui.kept("cond_model", "acgan"),
@@ -84,7 +91,7 @@ with conditional_tab:
         if mode == "One class":
             label = st.selectbox("Class", range(10), format_func=lambda c: f"{c}: {names[c]}" if dataset != "mnist"
                                  else str(c), key=ui.kept("cond_class", 0))
-            images = gan.generate_class([label] * 32, seed=seed).reshape(4, 8, 28, 28)
+            images = class_sheet(name, dataset, label, seed, store.active_version(name, dataset)[1])
             show_grid(images, f"32 samples of class {names[label]} (seed {seed})", f"{name}-{dataset}-class{label}-"
                       f"seed{seed}.png")
         elif mode == "All classes":
@@ -103,14 +110,16 @@ with conditional_tab:
                 show_grid(row.reshape(28, -1, 28).transpose(1, 0, 2)[None], f"“{text.strip()}” in generated "
                           "handwriting", f"{name}-{dataset}-{text.strip()}-seed{seed}.png", cell=72)
 
-with grids_tab:
+@st.fragment
+def grids():
+    """Sample grids, interpolations, codes and the AE-AC-GAN's redrawing of your drawing."""
     controls, output = st.columns([1, 2], gap="large")
     with controls:
         name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key=ui.kept("grid_model", "gan_mlp"),
                         horizontal=True)
         dataset = dataset_picker(name, "grid_dataset")
         seed = seed_picker("grid_seed")
-        steps = st.slider("Interpolation steps", 4, 16, key=ui.kept("grid_steps", 10))
+        steps = ui.slider("Interpolation steps", 4, 16, key="grid_steps", default=10)
     gan = ui.model_or_stop(name, dataset)
     with output:
         show_grid(gan.generate(64, seed=seed).reshape(8, 8, 28, 28), f"64 samples from {ALL_GANS[name]} "
@@ -134,13 +143,15 @@ with grids_tab:
             show_grid(redrawn[None], f"left: your drawing · right: redrawn as a {guess} (the discriminator's class)",
                       "aeacgan-your-drawing.png", cell=112)
 
-with evolution_tab:
+@st.fragment
+def evolution():
+    """Every shipped GAN's fixed-noise samples after each epoch, and its losses."""
     name = st.radio("Model", list(ALL_GANS), format_func=ALL_GANS.get, key=ui.kept("evo_model", "gan_mlp"),
                     horizontal=True)
     dataset = dataset_picker(name, "evo_dataset")
     gan = ui.model_or_stop(name, dataset)
-    folder, _ = registry.active_version(name, dataset)
-    entry = registry.zoo_entry(name, dataset, folder)
+    folder, _ = store.active_version(name, dataset)
+    entry = store.zoo_entry(name, dataset, folder)
     scores = entry.metrics
     for suffix, scorer in SCORERS.items():
         if "fid" + suffix in scores:
@@ -155,9 +166,9 @@ with evolution_tab:
         with left:
             epoch = last
             if len(frames) > 1:
-                epoch = st.slider("After epoch", first, last,  # a key per model: each has its own range
-                                  key=ui.kept(f"evo_epoch_{name}_{dataset}", last, range(first, last + 1)))
-            st.image(ui.grid_png(to_float(frames[epoch - first]), cell=40),
+                epoch = ui.slider("After epoch", first, last,  # a key per model: each has its own range
+                                  key=f"evo_epoch_{name}_{dataset}", default=last, choices=range(first, last + 1))
+            ui.image(ui.grid_png(to_float(frames[epoch - first]), cell=40),
                      caption=f"The same fixed noise after epoch {epoch} of {last}")
             if first > 1:
                 st.caption(f"The samples of epochs 1–{first - 1} were not kept: that training was restarted, or "
@@ -175,3 +186,12 @@ with evolution_tab:
                               yaxis_title="loss (running mean within each epoch)", legend=dict(orientation="h"))
             st.plotly_chart(fig, key="evo_losses")
             st.caption("Discriminator and generator losses during training, every 20 batches.")
+
+
+conditional_tab, grids_tab, evolution_tab = st.tabs(["By class", "Grids & interpolation", "How they learned"])
+with conditional_tab:
+    by_class()
+with grids_tab:
+    grids()
+with evolution_tab:
+    evolution()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from mnist_models import data, registry
+from mnist_models import data, store
 
 st.title("✏️ MNIST Studio")
 st.write(
@@ -23,8 +23,8 @@ for name in data.DATASETS:
 
 st.subheader("Models")
 try:
-    entries = registry.zoo()
-except registry.WeightsError as err:
+    entries = store.zoo()
+except store.WeightsError as err:
     st.error(str(err))
     st.stop()
 st.dataframe([{"model": e.title, "name": e.name, "dataset": e.dataset, "key metric": e.key_metric.replace("_", " "),

@@ -6,10 +6,11 @@ import streamlit as st
 from PIL import Image
 
 import ui
-from mnist_models import multimnist
+from mnist_models import multimnist, store
 from mnist_models.preprocess import BlankDrawingError
 
 PENS = {"first digit": "#FF3B3B", "second digit": "#3BFF5A"}  # red and green, as in the paper's Fig. 5
+PEN_COLOURS = ((1.0, 0.23, 0.23), (0.23, 1.0, 0.35))
 
 st.title("Two digits at once")
 st.caption("Draw a digit with the red pen, switch to the green pen and draw another digit over it. The models see "
@@ -25,6 +26,24 @@ def coloured(first: np.ndarray, second: np.ndarray, base: np.ndarray | None = No
     rgb = np.stack([np.maximum(grey, first), np.maximum(grey, second), grey], -1)
     image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
     return ui.png(image)
+
+
+def routing_panel(a: int, b: int, pair: dict) -> None:
+    """Which strokes vote for which digit capsule, at the first and the last routing iteration, in the pens'
+    colours; beside it, how well routing separates the strokes over the whole test set (measured, not tuned)."""
+    st.markdown("**How the capsules routed the strokes**")
+    ui.image(pair["routing"], width=180, caption=[f"iteration 1: votes for {a} (red) and {b} (green)",
+                                                   f"iteration {pair['iterations']}: after routing by agreement"])
+    scores = store.zoo_entry("capsnet_multi", "mnist", store.active_version("capsnet_multi")[0]).metrics
+    measured = ""
+    if "routing_attribution_last" in scores:
+        measured = (f" Over the 10,000 test pairs, each digit's capsule is the stronger one on "
+                    f"{scores['routing_attribution_first']:.0%} of that digit's ink at the first iteration and "
+                    f"{scores['routing_attribution_last']:.0%} at the last.")
+    st.caption("Each stroke is coloured by the digit capsule its primary capsules send more of their vote to: red "
+               "for the red digit's, green for the green digit's, yellow where they split it. At the first "
+               "iteration every primary capsule splits its vote evenly, so only the votes' lengths differ; routing "
+               "then sends each vote where it agrees with the others." + measured)
 
 
 controls, view = st.columns([2, 3], gap="large")
@@ -55,23 +74,42 @@ with controls:
         image, mine, truth = pairs.images[index], pairs.digits[index], pairs.labels[index]
         st.caption(f"Test pair #{index} of the fixed 10,000: a {truth[0]} (red) and a {truth[1]} (green).")
 
-reading, baseline = capsnet.read_pair(image), cnn.read_pair(image)
-a, b = (int(d) for d in reading.digits[0])
+@st.cache_data(max_entries=256, show_spinner=False)
+def read(image: np.ndarray, pens: np.ndarray, weights: tuple[str, str]) -> dict:
+    """Both models' readings of one pair, in pen order, and how the CapsNet's routing split the strokes between
+    the two digit capsules: computed once per pair."""
+    reading, baseline = capsnet.read_pair(image), cnn.read_pair(image)
+    # the redrawing that lies on the red strokes comes first, so red stays red; the CNN's answers follow that order
+    order = list(multimnist.pen_order(reading.redrawn[0], pens))
+    digits = [int(reading.digits[0, k]) for k in order]
+    trace = capsnet.route(image)
+    heat = np.stack([[trace.heatmap(d, it)[0] for d in digits] for it in (0, trace.iterations - 1)])
+    scale = float(heat.sum(1).max())  # one scale for both iterations
+    return {"digits": digits, "lengths": reading.lengths[0], "redrawn": reading.redrawn[0][order],
+            "cnn": multimnist.in_order_of(baseline.digits[0], digits), "cnn_scores": baseline.lengths[0],
+            "routing": [ui.claimed_strokes(image, heat[it], scale, PEN_COLOURS, 180) for it in range(2)],
+            "iterations": trace.iterations}
+
+
+pair = read(image, mine, (store.active_version("capsnet_multi")[1], store.active_version("cnn_multi")[1]))
+a, b = pair["digits"]
+cnn_a, cnn_b = pair["cnn"]
+redrawn = pair["redrawn"]
 with view:
-    st.markdown(f"### CapsNet reads **{a}** and **{b}** · CNN reads **{baseline.digits[0, 0]}** and "
-                f"**{baseline.digits[0, 1]}**")
+    st.markdown(f"### CapsNet reads **{a}** and **{b}** · CNN reads **{cnn_a}** and **{cnn_b}**")
     if truth is not None:
         st.caption("Both right" if {a, b} == set(truth.tolist()) else f"The true digits are {truth[0]} and "
                    f"{truth[1]}.")
-    st.image([ui.digit_png(image, 180), coloured(*reading.redrawn[0], base=image), coloured(*mine)],
+    ui.image([ui.digit_png(image, 180), coloured(*redrawn, base=image), coloured(*mine)],
              caption=["what the models see (36×36)", f"CapsNet's redrawings: {a} red, {b} green",
                       "your strokes, red and green" if truth is None else "the two digits alone"], width=180)
-    lengths = reading.lengths[0]
+    lengths = pair["lengths"]
     st.caption("Capsule lengths (the network's evidence for each digit): " + ", ".join(
         f"{d}: {lengths[d]:.2f}" for d in np.argsort(-lengths)[:4]) + ". CNN sigmoid outputs for its two: "
-        f"{baseline.lengths[0, baseline.digits[0, 0]]:.2f}, {baseline.lengths[0, baseline.digits[0, 1]]:.2f}.")
+        f"{pair['cnn_scores'][cnn_a]:.2f}, {pair['cnn_scores'][cnn_b]:.2f}.")
+    routing_panel(a, b, pair)
     asked = st.selectbox("Redraw as", list(range(10)), key=ui.kept("mm_redraw", a),
                          help="Ask the decoder for any digit: from a capsule whose digit is not there, it draws "
                               "little or a faint guess.")
-    st.image(ui.digit_png(capsnet.redraw(image, asked)[0], 180), caption=f"redrawn from capsule {asked} "
+    ui.image(ui.digit_png(capsnet.redraw(image, asked)[0], 180), caption=f"redrawn from capsule {asked} "
              f"(length {lengths[asked]:.2f})", width=180)

@@ -24,12 +24,12 @@ with controls:
         index = st.number_input("Test-set index", 0, len(x_test) - 1, key=ui.kept("rob_index", 0))
         original, true_class = to_float(x_test[index]), int(y_test[index])
     transform = transforms.Transform(
-        rotation=st.slider("Rotation (°)", -60, 60, step=5, key=ui.kept("rob_rotation", 0)),
-        scale=st.slider("Scale", 0.5, 1.5, step=0.05, key=ui.kept("rob_scale", 1.0)),
-        shift_x=st.slider("Shift x (px)", -8, 8, key=ui.kept("rob_shift_x", 0)),
-        shift_y=st.slider("Shift y (px)", -8, 8, key=ui.kept("rob_shift_y", 0)),
-        shear=st.slider("Shear", -0.5, 0.5, step=0.05, key=ui.kept("rob_shear", 0.0)),
-        thickness=st.slider("Stroke thickness (px)", -2, 3, key=ui.kept("rob_thickness", 0),
+        rotation=ui.slider("Rotation (°)", -60, 60, step=5, key="rob_rotation", default=0),
+        scale=ui.slider("Scale", 0.5, 1.5, step=0.05, key="rob_scale", default=1.0),
+        shift_x=ui.slider("Shift x (px)", -8, 8, key="rob_shift_x", default=0),
+        shift_y=ui.slider("Shift y (px)", -8, 8, key="rob_shift_y", default=0),
+        shear=ui.slider("Shear", -0.5, 0.5, step=0.05, key="rob_shear", default=0.0),
+        thickness=ui.slider("Stroke thickness (px)", -2, 3, key="rob_thickness", default=0,
                             help="negative thins the strokes, positive thickens them"),
     )
 

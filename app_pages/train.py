@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from mnist_models import jobs, registry
+from mnist_models import catalogue, jobs, store, transfer
 from mnist_models.base import to_float
 from mnist_models.presets import PRESETS
 from mnist_models.training import TrainSettings
@@ -30,9 +30,9 @@ busy = job is not None and job.running
 def start(settings: TrainSettings, config: dict | None = None) -> None:
     """Start a training for this visitor, or say why not: nothing is lost, the form keeps its values."""
     source = settings.init_dataset or settings.dataset
-    if settings.init != "scratch" and registry.zoo_entry(
-            settings.model, source, registry.active_folder(settings.model, source)).status == "not trained":
-        st.error(f"There are no {registry.SPECS[settings.model].title} weights on {source} to start from: "
+    if settings.init != "scratch" and store.zoo_entry(
+            settings.model, source, store.active_folder(settings.model, source)).status == "not trained":
+        st.error(f"There are no {catalogue.SPECS[settings.model].title} weights on {source} to start from: "
                  "start from scratch.")
         return
     try:
@@ -55,8 +55,8 @@ for index, preset in enumerate(PRESETS):
 
 with st.form("train_form", border=True):
     cols = st.columns(3)
-    name = cols[0].selectbox("Model", list(registry.SPECS), key=ui.kept("train_model", "cnn"),
-                             format_func=lambda n: registry.SPECS[n].title)
+    name = cols[0].selectbox("Model", list(catalogue.SPECS), key=ui.kept("train_model", "cnn"),
+                             format_func=lambda n: catalogue.SPECS[n].title)
     dataset = cols[1].selectbox("Dataset", ["mnist", "fashion"], key=ui.kept("train_dataset", "mnist"))
     size = cols[2].radio("Training-set size", list(SIZES), key=ui.kept("train_size", "5k images"), horizontal=True)
     cols = st.columns(3)
@@ -104,7 +104,7 @@ def loss_figure(snapshot) -> go.Figure:
 
 def curve_help(model: str, names) -> str:
     """One line per plotted curve: what it measures for this model."""
-    known = registry.SPECS[model].model_class.metric_help
+    known = catalogue.SPECS[model].model_class.metric_help
     return "  \n".join(f"**{name}**: {known[name]}" for name in names if name in known)
 
 
@@ -119,15 +119,15 @@ def show_previews(snap, job_id: str) -> None:
     def moved() -> None:  # runs before the script, with the value the person chose among the previews then shown
         st.session_state[follow] = st.session_state[key] >= last
 
-    pick = st.slider("Preview", 0, max(last, 1), key=ui.kept(key, last, range(last + 1)), disabled=last == 0,
-                     on_change=moved, help="Scrub through the previews taken so far; at the right end it follows "
-                                           "the newest.")
+    pick = ui.slider("Preview", 0, max(last, 1), key=key, default=last, choices=range(last + 1),
+                     disabled=last == 0, on_change=moved,
+                     help="Scrub through the previews taken so far; at the right end it follows the newest.")
     preview = previews[pick]
     caption = f"after batch {preview.step} (epoch {preview.epochs:.2f})"
     if preview.view.ndim == 1:
         show_answers(preview.view, snap.settings["dataset"], caption)
     else:
-        st.image(ui.grid_png(to_float(preview.view), cell=40), caption=caption)
+        ui.image(ui.grid_png(to_float(preview.view), cell=40), caption=caption)
         if snap.status != "running":
             st.download_button("Download the previews as a GIF", lambda: ui.evolution_gif(
                 np.stack([p.view for p in previews]), millis=150), file_name=f"{snap.settings['model']}-training.gif",
@@ -140,7 +140,7 @@ def show_answers(answers: np.ndarray, dataset: str, caption: str) -> None:
     x_test, y_test = ui.test_set_or_stop(dataset)
     truth = y_test[:len(answers)]
     shown = 32
-    st.image([ui.digit_png(x, 48) for x in to_float(x_test[:shown])], width=48,
+    ui.image([ui.digit_png(x, 48) for x in to_float(x_test[:shown])], width=48,
              caption=[f"{a}" if a == t else f"{a} ✗" for a, t in zip(answers[:shown], truth[:shown], strict=True)])
     matrix = np.zeros((10, 10), int)
     np.add.at(matrix, (truth, answers), 1)
@@ -166,7 +166,7 @@ def show_before_after(snap) -> None:
         changed = int(np.sum(before != after)) if before is not None else 0
         captions = [f"{'→'.join(map(str, dict.fromkeys([int(b), int(a)])))}{' ✱' if b != a else ''}"
                     for b, a in zip(before if before is not None else after, after, strict=True)]
-        st.image([ui.digit_png(x, 48) for x in to_float(x_test[:len(after)])], caption=captions, width=48)
+        ui.image([ui.digit_png(x, 48) for x in to_float(x_test[:len(after)])], caption=captions, width=48)
         st.caption(f"Each test image with the digit read before → after the training (✱: changed, {changed} of "
                    f"{len(after)}); right answers: {np.mean(after == y_test[:len(after)]):.0%} after"
                    + (f", {np.mean(before == y_test[:len(after)]):.0%} before." if before is not None else "."))
@@ -174,7 +174,8 @@ def show_before_after(snap) -> None:
     cols = st.columns(2)
     for col, label, grid in ((cols[0], "before: the weights in use", before), (cols[1], "after: yours", after)):
         if grid is not None:
-            col.image(ui.grid_png(to_float(grid), cell=36), caption=label)
+            with col:
+                ui.image(ui.grid_png(to_float(grid), cell=36), caption=label)
 
 
 def show_job():
@@ -186,7 +187,7 @@ def show_job():
     mine = st.session_state.get("my_job") == current.id
     settings = snap.settings
     who = "Your" if mine else f"{snap.owner}'s"
-    st.subheader(f"{who} training: {registry.SPECS[settings['model']].title} on {settings['dataset']}")
+    st.subheader(f"{who} training: {catalogue.SPECS[settings['model']].title} on {settings['dataset']}")
     done = snap.steps_done / max(snap.total_steps, 1)
     eta = f" · about {snap.eta:.0f} s left" if snap.eta is not None else ""
     st.progress(min(done, 1.0), text=f"{snap.status} · batch {snap.steps_done}/{snap.total_steps} · "
@@ -207,7 +208,7 @@ def show_job():
         st.error(f"Training failed and nothing was saved: {snap.message}")
     elif not current.running:
         st.success(snap.message)
-        model_class = registry.SPECS[settings["model"]].model_class
+        model_class = catalogue.SPECS[settings["model"]].model_class
         key = model_class.key_metric
         if key in snap.after:
             before = snap.before.get(key)
@@ -216,17 +217,17 @@ def show_job():
                       delta_color="normal" if model_class.higher_is_better else "inverse")
         show_before_after(snap)
         if mine:
-            st.download_button("Download these weights", lambda: registry.export_zip(
-                settings["model"], settings["dataset"], registry.USER_WEIGHTS_DIR), icon=":material/download:",
+            st.download_button("Download these weights", lambda: transfer.export_zip(
+                settings["model"], settings["dataset"], store.USER_WEIGHTS_DIR), icon=":material/download:",
                 file_name=f"{settings['model']}-{settings['dataset']}-weights.zip", mime="application/zip",
                 key="download_weights", help="A .zip with the weights files and their manifest entry; "
                 "`python -m mnist_models import-weights FILE.zip` installs it in another studio, after checking it.")
-            use = registry.uses_user_weights(settings["model"], settings["dataset"])
+            use = store.uses_user_weights(settings["model"], settings["dataset"])
             cols = st.columns(2)
-            cols[0].button("Use my weights", disabled=use, key="use_mine", on_click=registry.choose_user_weights,
+            cols[0].button("Use my weights", disabled=use, key="use_mine", on_click=store.choose_user_weights,
                            args=(settings["model"], settings["dataset"], True))
             cols[1].button("Restore shipped", disabled=not use, key="use_shipped",
-                           on_click=registry.choose_user_weights, args=(settings["model"], settings["dataset"], False))
+                           on_click=store.choose_user_weights, args=(settings["model"], settings["dataset"], False))
             st.caption("Every page uses the weights chosen here, for every visitor of this server.")
     if st.session_state.get("seen_running") and not current.running:
         st.session_state["seen_running"] = False

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from mnist_models import registry
+from mnist_models import store
 
 st.title("Model zoo")
 try:
-    entries = registry.zoo()
-except registry.WeightsError as err:
+    entries = store.zoo()
+except store.WeightsError as err:
     st.error(str(err))
     st.stop()
 

@@ -1,9 +1,10 @@
 """Every page through Streamlit's AppTest: it renders, widgets change results, bad input gets a message."""
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
-from mnist_models import photos, registry
+from mnist_models import photos, store, transfer
 from tests.drawings import canvas_of
 
 APP = "../app.py"
@@ -20,6 +21,7 @@ def test_home_shows_title_and_data_status():
     assert any("mnist: cached" in s.value for s in at.success)
 
 
+@pytest.mark.slow
 def test_draw_page_hint_then_prediction_then_pose(mnist):
     (_, _), (x_test, y_test) = mnist
     at = page("draw.py").run()
@@ -37,6 +39,13 @@ def test_draw_page_hint_then_prediction_then_pose(mnist):
     verdict = next(m.value for m in at.markdown if "CNN says" in m.value)
     assert f"CNN says **{y_test[0]}**" in verdict and f"CapsNet says **{y_test[0]}**" in verdict
     assert len(at.slider) == 1 + 16  # stroke width + the 16 pose dimensions
+    # how the capsules routed: three iterations' maps of the winner (the 7) against the runner-up, and a sentence
+    # that says what the colours mean
+    assert any(h.value == "How the capsules routed" for h in at.subheader)
+    routed = next(c.value for c in at.caption if "orange" in c.value)
+    assert routed.startswith(f"Capsule {y_test[0]} (orange) against capsule ") and "blue" in routed
+    images = at.get("image")
+    assert any([i.caption for i in im.proto.imgs] == ["iteration 1", "iteration 2", "iteration 3"] for im in images)
 
     before = at.session_state["pose_class"]
     at.selectbox(key="pose_class").set_value(3).run()
@@ -74,6 +83,7 @@ def test_draw_page_shows_how_a_photo_was_cleaned_and_says_when_no_digit_is_there
     assert not any("CNN says" in m.value for m in at.markdown)
 
 
+@pytest.mark.slow
 def test_autoencoder_page_reacts_to_noise(mnist):
     at = page("autoencoders.py").run()
     assert not at.exception and not at.error
@@ -87,6 +97,7 @@ def test_autoencoder_page_reacts_to_noise(mnist):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_autoencoder_page_offers_your_drawing(mnist):
     (_, _), (x_test, _) = mnist
     at = page("autoencoders.py")
@@ -97,10 +108,13 @@ def test_autoencoder_page_offers_your_drawing(mnist):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_latent_page_sliders_and_dataset_switch(mnist):
     at = page("latent.py").run()
     assert not at.exception and not at.error
     at.slider(key="z1").set_value(1.5).run()
+    captions = [img.caption for i in at.get("image") for img in i.proto.imgs]
+    assert "decoded from (+1.50, +0.00)" in captions and "where that is among the test digits" in captions
     at.slider(key="grid_n").set_value(7).run()
     assert not at.exception
     at.session_state["latent_dataset"] = "fashion"
@@ -108,6 +122,7 @@ def test_latent_page_sliders_and_dataset_switch(mnist):
     assert not at.exception and not at.error
 
 
+@pytest.mark.slow
 def test_generate_page_classes_numbers_grids_and_evolution(mnist):
     at = page("generate.py").run()
     assert not at.exception and not at.error
@@ -133,7 +148,7 @@ def test_generate_page_classes_numbers_grids_and_evolution(mnist):
     at.radio(key="grid_model").set_value("dcgan").run()
     assert any("categorical code" in i.proto.imgs[0].caption for i in at.get("image"))  # the codes it found
     at.radio(key="evo_model").set_value("dcgan").run()
-    entry = registry.read_manifest()["dcgan-mnist"]
+    entry = store.read_manifest()["dcgan-mnist"]
     first = int(at.slider(key="evo_epoch_dcgan_mnist").min)
     assert at.slider(key="evo_epoch_dcgan_mnist").max == entry["epochs_total"]
     at.slider(key="evo_epoch_dcgan_mnist").set_value(first).run()
@@ -146,11 +161,12 @@ def test_generate_page_classes_numbers_grids_and_evolution(mnist):
     assert len(at.get("download_button")) >= 4
 
 
+@pytest.mark.slow
 def test_zoo_home_and_cli_list_the_same_entries_from_one_accessor():
     import subprocess
     import sys
 
-    entries = [(e.name, e.dataset) for e in registry.zoo()]
+    entries = [(e.name, e.dataset) for e in store.zoo()]
     assert {"cnn", "capsnet", "vae", "ae_denoising", "acgan", "aeacgan", "capsnet_multi"} <= {n for n, _ in entries}
     zoo = page("zoo.py").run()
     home = AppTest.from_file(APP, default_timeout=60).run()
@@ -159,13 +175,13 @@ def test_zoo_home_and_cli_list_the_same_entries_from_one_accessor():
         table = at.dataframe[0].value
         assert list(zip(table["name"], table["dataset"], strict=True)) == entries
     listed = subprocess.run([sys.executable, "-m", "mnist_models", "list"], capture_output=True, text=True,
-                            cwd=registry.WEIGHTS_DIR.parent, timeout=300).stdout.splitlines()
+                            cwd=store.WEIGHTS_DIR.parent, timeout=300).stdout.splitlines()
     assert [tuple(line.split()[:2]) for line in listed] == entries
 
 
 def test_home_and_zoo_explain_an_unreadable_manifest(tmp_path, monkeypatch):
     (tmp_path / "manifest.json").write_text("{ not json")
-    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(store, "WEIGHTS_DIR", tmp_path)
     for at in (AppTest.from_file(APP, default_timeout=60).run(), page("zoo.py").run()):
         assert not at.exception and "unreadable" in at.error[0].value
 
@@ -182,14 +198,15 @@ def test_robustness_page_sliders_and_sweep(mnist):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_train_page_starts_a_job_shows_before_after_and_hands_out_the_weights(tmp_path, monkeypatch):
     """Through the app: the form's values survive a visit to another page once submitted; the finished job shows
     the same inputs before and after, and its weights download as a zip that another studio can import."""
     import io
 
-    from mnist_models import jobs, registry
+    from mnist_models import jobs, store
 
-    monkeypatch.setattr(registry, "USER_WEIGHTS_DIR", tmp_path / "user")
+    monkeypatch.setattr(store, "USER_WEIGHTS_DIR", tmp_path / "user")
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("app_pages/train.py").run()
     assert not at.exception
@@ -213,10 +230,10 @@ def test_train_page_starts_a_job_shows_before_after_and_hands_out_the_weights(tm
     assert not np.array_equal(snap.before_view[1], snap.after_view[1])  # other weights, other reconstructions
     assert "Download these weights" in [b.label for b in at.get("download_button")]
     assert "Download the previews as a GIF" in [b.label for b in at.get("download_button")]
-    key = registry.import_zip(io.BytesIO(registry.export_zip("ae_vanilla", "mnist", tmp_path / "user")),
+    key = transfer.import_zip(io.BytesIO(transfer.export_zip("ae_vanilla", "mnist", tmp_path / "user")),
                               tmp_path / "elsewhere")
     assert key == "ae_vanilla-mnist"
-    assert registry.load_from(tmp_path / "elsewhere", "ae_vanilla").reconstruct(np.zeros((1, 28, 28))).shape == \
+    assert store.load_from(tmp_path / "elsewhere", "ae_vanilla").reconstruct(np.zeros((1, 28, 28))).shape == \
         (1, 28, 28)
     at.button(key="use_mine").click().run()
-    assert registry.uses_user_weights("ae_vanilla", "mnist")
+    assert store.uses_user_weights("ae_vanilla", "mnist")

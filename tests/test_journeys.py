@@ -80,12 +80,13 @@ def round_trip(at: AppTest, path: str, x_test) -> None:
     assert np.array_equal(at.session_state["draw_raw"], canvas_of(x_test[0])), "the drawing was lost"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PAGES, ids=[p.rsplit("/", 1)[-1].removesuffix(".py") for p in PAGES])
 def test_walk_away_and_back(path, mnist, tmp_path, monkeypatch):
     """Bottom-up (a widget lower on a page often depends on one above it), a round trip after every change."""
-    from mnist_models import registry
+    from mnist_models import store
 
-    monkeypatch.setattr(registry, "USER_WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(store, "USER_WEIGHTS_DIR", tmp_path)
     (_, _), (x_test, _) = mnist
     at = app()
     at.session_state["draw_raw"] = canvas_of(x_test[0])  # a 7 drawn on the Draw page's canvas

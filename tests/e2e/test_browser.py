@@ -50,7 +50,15 @@ def test_draw_a_one_and_a_seven(page):
     seven = verdict(page, one)
     warm_stroke_to_result = time.perf_counter() - started
     assert re.search(r"CNN says 7\b.*CapsNet says 7\b", seven), seven
-    page.screenshot(path="test-artifacts/draw-seven.png")
+    # how the capsules routed the 7: three iterations' maps, drawn, and the sentence that names the two capsules
+    page.get_by_text("How the capsules routed").wait_for()
+    page.get_by_text(re.compile(r"^Capsule 7 \(orange\) against capsule \d \(blue\)")).wait_for()
+    for iteration in (1, 2, 3):
+        page.get_by_text(f"iteration {iteration}", exact=True).wait_for()
+    page.wait_for_function("""() => [...document.querySelectorAll("[data-testid='stMain'] img")]
+                                    .every(img => img.complete && img.naturalWidth > 0)""")  # every picture drawn
+    page.get_by_text(re.compile(r"capsule 7: [\d.]+ after iteration 1")).wait_for()  # the lengths chart's caption
+    page.screenshot(path="test-artifacts/draw-seven.png", full_page=True)
     print(f"mouse-up to verdict: first stroke {stroke_to_result:.2f} s, next {warm_stroke_to_result:.2f} s "
           "(the canvas itself waits 0.2 s after a stroke before it sends the drawing)")
 

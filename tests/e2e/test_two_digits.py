@@ -25,3 +25,26 @@ def test_a_one_and_a_zero_drawn_over_each_other_are_both_read(page):
     capsnet = verdict.inner_text().split("·")[0]
     assert set(re.findall(r"\d", capsnet)) == {"0", "1"}, verdict.inner_text()
     page.screenshot(path="test-artifacts/two-digits-1-0.png", full_page=True)
+
+
+FOUR = [[(0.62, 0.1), (0.2, 0.62), (0.8, 0.62)], [(0.62, 0.1), (0.62, 0.92)]]
+
+
+def test_a_red_four_and_a_green_zero_keep_their_colours(page):
+    """Red stays red: the captions name the red pen's digit first, whatever order the capsules came in."""
+    page.goto(page.base_url)
+    wait_idle(page)
+    act(page, lambda: page.locator(NAV_LINK, has_text="Two digits at once").click())
+    page.locator(CANVAS).wait_for()
+    act(page, lambda: draw(page, FOUR))
+    act(page, lambda: page.get_by_text("second digit", exact=True).click())
+    act(page, lambda: draw(page, ZERO))
+    verdict = page.get_by_text(re.compile("CapsNet reads"))
+    verdict.wait_for()
+    assert re.search(r"CapsNet reads 4 and 0", verdict.inner_text()), verdict.inner_text()
+    page.get_by_text("CapsNet's redrawings: 4 red, 0 green").wait_for()
+    page.get_by_text("iteration 1: votes for 4 (red) and 0 (green)").wait_for()
+    page.get_by_text(re.compile("^iteration 3: after routing by agreement")).wait_for()
+    page.wait_for_function("""() => [...document.querySelectorAll("[data-testid='stMain'] img")]
+                                    .every(img => img.complete && img.naturalWidth > 0)""")  # every picture drawn
+    page.screenshot(path="test-artifacts/two-digits-4-0.png", full_page=True)

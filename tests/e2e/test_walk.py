@@ -1,6 +1,6 @@
 """A person's walk in a real Chromium: on every page of the sidebar (read from the app, so a new page is walked
 without editing this file) change the widgets, draw where there is a canvas, go to another page and come back;
-layouts that fit at laptop, desktop and phone widths; one screenshot per page for the README.
+layouts that fit at laptop, desktop and phone widths (the README's screenshots: tests/e2e/test_screenshots.py).
 
 Every wait is for the condition needed (the script idle again, a text or an image that changed), never a fixed
 time."""
@@ -16,7 +16,6 @@ from tests.e2e.browser import CANVAS, NAV_LINK, act, draw, new_page
 from tests.e2e.conftest import wait_idle
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 MAIN = "[data-testid='stMain']"
 THREE = [[(0.3, 0.22), (0.5, 0.14), (0.68, 0.25), (0.62, 0.42), (0.45, 0.5), (0.66, 0.58), (0.7, 0.74),
           (0.52, 0.87), (0.3, 0.8)]]
@@ -194,39 +193,5 @@ def test_layouts_fit(browser, server, titles, viewport):
             page.screenshot(path=str(ROOT / "test-artifacts" / f"layout-{viewport}-{title[:12]}.png"),
                             full_page=True)
             assert not problems, f"{title} at {width}×{height}: {problems}"
-    finally:
-        context.close()
-
-
-def test_screenshots_for_the_readme(browser, server, titles):
-    """One picture per page after a real interaction, at 1280×800, into docs/screenshots/ for the README."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    context, page = new_page(browser, 1280, 800)
-    page.goto(server)
-    wait_idle(page)
-    try:
-        for title in titles:
-            go(page, title)
-            if title.startswith("Draw"):
-                act(page, lambda: draw(page, THREE))
-                verdict_text(page)
-            elif title.startswith(("Robustness", "Latent")):  # rotate the digit / move along z₁
-                handle = page.locator("[data-testid='stSlider'] input[type='range']").first
-                act(page, lambda h=handle: (h.focus(), h.press("ArrowRight"), h.press("ArrowRight")))
-            elif title.startswith("Generate"):
-                page.locator("[data-testid='stSelectbox']").first.click()
-                act(page, page.get_by_role("option", name="3", exact=True).click)
-                page.get_by_text("32 samples of class 3").wait_for()
-            images = page.locator(f"{MAIN} [data-testid='stImage'] img")
-            for i in range(images.count()):  # every picture on screen loaded (not those in closed tabs)
-                if images.nth(i).is_visible():
-                    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
-                                           arg=images.nth(i).element_handle())
-            charts = page.locator(f"{MAIN} [data-testid='stPlotlyChart']")
-            for i in range(charts.count()):  # every chart on screen drawn
-                if charts.nth(i).is_visible():
-                    charts.nth(i).locator(".main-svg").first.wait_for()
-            slug = re.sub(r"[^a-z]+", "-", title.lower()).strip("-")
-            page.screenshot(path=str(SCREENSHOTS / f"{slug}.png"))
     finally:
         context.close()

@@ -1,0 +1,73 @@
+"""The README's screenshots, taken in a real Chromium after real interactions, at 1280×800, into docs/screenshots/.
+
+Not part of the test run (it rewrites tracked files): `./studio.sh screenshots` runs it."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.browser import CANVAS, act, draw, new_page
+from tests.e2e.conftest import wait_idle
+from tests.e2e.test_browser import plotted_points, progress_text, start_training, wait_until
+from tests.e2e.test_two_digits import FOUR, ZERO
+from tests.e2e.test_walk import MAIN, THREE, go, nav_titles
+
+pytestmark = pytest.mark.screenshots
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def rendered(page) -> None:
+    """Every picture and chart on screen loaded and drawn (not those in closed tabs)."""
+    images = page.locator(f"{MAIN} [data-testid='stImage'] img")
+    for i in range(images.count()):
+        if images.nth(i).is_visible():
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=images.nth(i).element_handle())
+    charts = page.locator(f"{MAIN} [data-testid='stPlotlyChart']")
+    for i in range(charts.count()):
+        if charts.nth(i).is_visible():
+            charts.nth(i).locator(".main-svg .plot .trace, .main-svg .barlayer .point").first.wait_for()
+
+
+def interact(page, title: str) -> None:
+    """What a visitor does first on each page, so the picture shows the page at work."""
+    if title.startswith("Draw"):
+        act(page, lambda: draw(page, THREE))
+        page.get_by_text(re.compile("CNN says")).wait_for()
+    elif title.startswith("Two digits"):
+        page.locator(CANVAS).wait_for()
+        act(page, lambda: draw(page, FOUR))
+        act(page, lambda: page.get_by_text("second digit", exact=True).click())
+        act(page, lambda: draw(page, ZERO))
+        page.get_by_text(re.compile("CapsNet's redrawings")).wait_for()
+    elif title.startswith("Autoencoders"):  # salt & pepper on a test digit, every autoencoder's denoising
+        page.get_by_text(re.compile("PSNR")).first.wait_for()
+    elif title.startswith(("Robustness", "Latent")):  # rotate the digit / move along z₁
+        handle = page.locator("[data-testid='stSlider'] input[type='range']").first
+        act(page, lambda: (handle.focus(), handle.press("ArrowRight"), handle.press("ArrowRight")))
+    elif title.startswith("Generate"):  # the shipped ACGAN's sheet of one class
+        page.locator("[data-testid='stSelectbox']").first.click()
+        act(page, page.get_by_role("option", name="3", exact=True).click)
+        page.get_by_text("32 samples of class 3").wait_for()
+    elif title.startswith("Train"):  # a short training, pictured once its curve has several points
+        start_training(page, epochs=1)
+        wait_until(lambda: plotted_points(page) >= 5, timeout=300)
+        wait_until(lambda: "finished" in progress_text(page), timeout=300)
+        page.get_by_text("Training finished and was saved").wait_for()
+
+
+def test_screenshots_for_the_readme(browser, server):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context, page = new_page(browser, 1280, 800)
+    page.base_url = server
+    try:
+        titles = nav_titles(page)
+        for title in titles:
+            go(page, title)
+            wait_idle(page)
+            interact(page, title)
+            rendered(page)
+            slug = re.sub(r"[^a-z]+", "-", title.lower()).strip("-")
+            page.screenshot(path=str(SCREENSHOTS / f"{slug}.png"))
+    finally:
+        context.close()
