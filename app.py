@@ -4,10 +4,18 @@ Not in pages/: that folder name switches on Streamlit's old automatic page list,
 (e.g. /draw) under st.navigation.
 """
 
-import streamlit as st
+import os
 
-import ui
-from mnist_models import jobs
+# One thread per TensorFlow operation: a class's visitors already keep both cores busy, and the threads an op is
+# split across spin while they wait for the next one, which cost a quarter of a stroke's server CPU
+# (`python -m mnist_models bench serve`). A training started from the Train page then leaves a core to the
+# visitors. Set TF_NUM_INTRAOP_THREADS=2 before starting the app to train faster when you are alone.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
+import streamlit as st  # noqa: E402
+
+import ui  # noqa: E402
+from mnist_models import jobs  # noqa: E402
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 

@@ -29,12 +29,15 @@ setup() {
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-ensure_chromium() {
-  # chromium for the real-browser tests; the fonts print the digits of the photo test set (tests/test_photos.py)
-  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/dejavu ] || [ ! -d /usr/share/fonts/truetype/liberation ]; then
-    say "installing Debian chromium and fonts for the real-browser and photo tests"
+ensure_test_tools() {
+  # chromium for the real-browser tests; the fonts print the digits of the photo test set (tests/test_photos.py);
+  # nginx puts two replicas behind one address (tests/test_replicas.py)
+  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/dejavu ] \
+      || [ ! -d /usr/share/fonts/truetype/liberation ] || [ ! -x /usr/sbin/nginx ]; then
+    say "installing Debian chromium, fonts and nginx for the real-browser, photo and replica tests"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core fonts-liberation >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core fonts-liberation \
+      nginx-light >/dev/null
   fi
 }
 
@@ -46,6 +49,7 @@ case "${1:-}" in
     ;;
   test)
     setup requirements-dev.txt
+    ensure_test_tools
     say "ruff"
     "$VENV/bin/ruff" check .
     if [ "${2:-}" = fast ]; then
@@ -53,13 +57,12 @@ case "${1:-}" in
       exec "$PY" -m pytest -m "not browser and not slow and not distributed and not load and not screenshots" \
         "${@:3}"
     fi
-    ensure_chromium
     say "pytest"
     exec "$PY" -m pytest "${@:2}"
     ;;
   screenshots)
     setup requirements-dev.txt
-    ensure_chromium
+    ensure_test_tools
     say "the README's screenshots, from the real app in a real browser"
     exec "$PY" -m pytest -m screenshots tests/e2e/test_screenshots.py "${@:2}"
     ;;

@@ -160,8 +160,9 @@ def canvas(key: str, stroke_color: str = "#FFFFFF",
     result = st_canvas(stroke_width=stroke, stroke_color=stroke_color, background_color="#000000",
                        height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
                        initial_drawing=st.session_state[initial_key], return_image_data=True, key=canvas_key)
-    if result is not None and result.image_data is not None:
-        st.session_state[raw_key] = result.image_data
+    picture = result.image_data if result is not None else None  # decoded from its PNG on each access: once
+    if picture is not None:
+        st.session_state[raw_key] = picture
         st.session_state[strokes_key] = result.json_data
     st.caption(caption)
     return st.session_state.get(raw_key)
@@ -201,8 +202,10 @@ def image(pictures, **kwargs) -> None:
 
 
 def png(image: Image.Image) -> bytes:
+    """PNG bytes, compressed lightly: the pictures here are small, and zlib's default level took most of the time
+    of making one on every stroke and slider step."""
     buf = io.BytesIO()
-    image.save(buf, "PNG")
+    image.save(buf, "PNG", compress_level=1)
     return buf.getvalue()
 
 

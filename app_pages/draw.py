@@ -22,18 +22,17 @@ def read_drawing(image: np.ndarray, weights: tuple[str, str]) -> dict:
     """Everything the page shows of one drawing, computed once: both models' answers, the CapsNet's poses and
     redrawing, and how its capsules routed (heat maps as PNGs, lengths per iteration)."""
     cnn_probs = cnn.classify(image)[0]
-    capsules = capsnet.analyze(image)
-    lengths = capsules.lengths[0]
+    trace = capsnet.route(image)  # the CapsNet's answer and how its capsules routed, in one pass
+    lengths, poses = trace.lengths[0, -1], trace.poses
     winner, runner_up = (int(d) for d in np.argsort(-lengths)[:2])
-    trace = capsnet.route(image)
     heat = np.stack([[trace.heatmap(d, it)[0] for d in (winner, runner_up)] for it in range(trace.iterations)])
     scale = float(heat.sum(1).max())  # one scale for every picture: brightness compares across iterations
     overlays = [ui.claimed_strokes(image, heat[it], scale, ui.ROUTING_COLOURS, 120)
                 for it in range(trace.iterations)]
-    return {"cnn": cnn_probs, "caps": capsules.probabilities[0], "lengths": lengths, "poses": capsules.poses[0],
+    return {"cnn": cnn_probs, "caps": lengths / lengths.sum(), "lengths": lengths, "poses": poses[0],
             "winner": winner, "runner_up": runner_up, "overlays": overlays,
             "lengths_chart": ui.lengths_by_iteration_png(trace.lengths[0], winner, runner_up),
-            "lengths_by_iteration": trace.lengths[0], "redrawn": capsnet.reconstruct(capsules.poses, winner)[0]}
+            "lengths_by_iteration": trace.lengths[0], "redrawn": capsnet.reconstruct(poses, winner)[0]}
 
 
 def versions() -> tuple[str, str]:
@@ -99,7 +98,10 @@ def pose_explorer(image: np.ndarray, reading: dict):
     with cols[0]:
         ui.show_digit(image, "your input, as the models see it (28×28)")
     chosen = st.session_state[ui.kept("pose_class", reading["winner"])]
+    sliding = st.session_state[ui.kept("pose_open", False)]  # the sliders only for those who open them
     offsets = np.array([st.session_state[ui.kept(f"pose_{d}", 0.0)] for d in range(POSE_DIMS)], np.float32)
+    if not sliding:
+        offsets[:] = 0.0
     with cols[1]:
         if chosen == reading["winner"] and not offsets.any():
             redrawn = reading["redrawn"]
@@ -111,9 +113,13 @@ def pose_explorer(image: np.ndarray, reading: dict):
     with cols[2]:
         st.selectbox("Redraw as digit", list(range(10)), key="pose_class",
                      help="The decoder can redraw your input from any digit capsule, not only the winner.")
-        st.button("Reset pose", on_click=reset_pose, help="Set all 16 pose sliders back to 0")
+        # sixteen sliders were a third of a stroke's server CPU: they are drawn when opened
+        st.toggle("Slide the 16 pose dimensions", value=sliding, key="pose_open")
         st.caption("Each slider adds to one of the capsule's 16 pose dimensions, as in Fig. 4 of Sabour et al. "
                    "2017: dimensions learn stroke width, skew, scale and other ways a digit can vary.")
+    if not sliding:
+        return
+    st.button("Reset pose", on_click=reset_pose, help="Set all 16 pose sliders back to 0")
     slider_cols = st.columns(4)
     for dim in range(POSE_DIMS):
         with slider_cols[dim % 4]:

@@ -233,6 +233,7 @@ class RoutingTrace:
     coupling: np.ndarray  # (B, iterations, n_primary, 10): c_ij at each iteration; rows sum to 1
     votes: np.ndarray  # (B, n_primary, 10): |û_j|i|, the length of each primary capsule's vote for each digit
     lengths: np.ndarray  # (B, iterations, 10): digit-capsule lengths after each iteration (the last: the output)
+    poses: np.ndarray  # (B, 10, 16): the digit capsules after the last iteration, as `analyze` gives them
     spread: np.ndarray  # (places, H·W), see `spread_matrix`
     size: int  # H = W of the input
 
@@ -256,12 +257,13 @@ class RoutingTrace:
 
 
 def trace_routing(primary: keras.Model, capsules: DigitCapsules, images):
-    """The routing the model runs (`DigitCapsules.iterations`), with every iteration's couplings and lengths and
-    the votes' lengths: (coupling (B, it, n_in, 10), votes (B, n_in, 10), lengths (B, it, 10))."""
+    """The routing the model runs (`DigitCapsules.iterations`), with every iteration's couplings and lengths, the
+    votes' lengths and the final poses: (coupling (B, it, n_in, 10), votes (B, n_in, 10), lengths (B, it, 10),
+    poses (B, 10, d))."""
     u = primary(images, training=False)
     outputs, couplings = capsules.iterations(u)
     lengths = [ops.sqrt(ops.sum(ops.square(v), axis=-1) + keras.backend.epsilon()) for v in outputs]  # as Length
-    return tf.stack(couplings, 1), capsules.vote_lengths(u), tf.stack(lengths, 1)
+    return tf.stack(couplings, 1), capsules.vote_lengths(u), tf.stack(lengths, 1), outputs[-1]
 
 
 def routing_function(model: ZooModel, encoder: keras.Model):
@@ -330,8 +332,8 @@ class CapsNet(ZooModel):
         """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
         batch = as_images(images)
         with self.lock:
-            coupling, votes, lengths = (t.numpy() for t in self._route(tf.convert_to_tensor(batch)))
-        return RoutingTrace(coupling, votes, lengths, self._spread, 28)
+            traced = [t.numpy() for t in self._route(tf.convert_to_tensor(batch))]
+        return RoutingTrace(*traced, self._spread, 28)
 
     def reconstruct(self, poses: np.ndarray, classes) -> np.ndarray:
         """Redraw from the pose of capsule `classes` (one int, or one per image): any class, not only the winner."""
@@ -363,5 +365,6 @@ class CapsNet(ZooModel):
 
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
-SPECS = [ModelSpec("capsnet", CapsNet, ("mnist", "fashion"), "CapsNet (dynamic routing)",
+# MNIST only: a Fashion-MNIST CapsNet was listed but never trained; it comes back with shipped weights
+SPECS = [ModelSpec("capsnet", CapsNet, ("mnist",), "CapsNet (dynamic routing)",
                    recipe=(Stage(20, lr_decay=0.9, batch_size=100, config={"front_end": "stack"}),))]

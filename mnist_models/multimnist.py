@@ -225,8 +225,8 @@ class MultiCapsNet(ZooModel):
         """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
         batch = as_pairs(images)
         with self.lock:
-            coupling, votes, lengths = (t.numpy() for t in self._route(tf.convert_to_tensor(batch)))
-        return RoutingTrace(coupling, votes, lengths, self._spread, FRAME)
+            traced = [t.numpy() for t in self._route(tf.convert_to_tensor(batch))]
+        return RoutingTrace(*traced, self._spread, FRAME)
 
     def compile(self, learning_rate: float) -> keras.Model:
         weight = RECONSTRUCTION_WEIGHT / 784 * FRAME * FRAME  # the paper's 0.0005 on each summed squared error
@@ -361,12 +361,14 @@ class MultiCNN(ZooModel):
 
 # Both start from their MNIST model's convolutions and train side by side for the same wall-clock budget, each
 # with its learning rate decaying to about a tenth by the end of it: the CNN takes about 2.5 times as many pairs a
-# second (`bench multimnist`), so it runs that many more epochs and decays more slowly per epoch.
+# second (`bench multimnist`), so it runs that many more epochs and decays more slowly per epoch. The CapsNet's
+# run on the new front end is still to ship (docs/training-notes.md, "MultiMNIST"): the recipe here is that of
+# the capsnet_multi that ships, on the front end of one 9×9 convolution, trained from scratch in two runs.
 BUDGET_MINUTES = 75
 SPECS = [
     ModelSpec("capsnet_multi", MultiCapsNet, ("mnist",), "CapsNet on MultiMNIST (two overlapping digits)",
-              recipe=(Stage(100, lr_decay=0.85, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="capsnet",
-                            config={"front_end": "stack"}),)),
+              recipe=(Stage(60, lr_decay=0.95, batch_size=100, max_minutes=70, config={"front_end": "single"}),
+                      Stage(60, 3e-4, 0.95, batch_size=100, max_minutes=45))),
     ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST",
               recipe=(Stage(100, lr_decay=0.94, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="cnn"),)),
 ]

@@ -328,14 +328,18 @@ def evaluate(model: ZooModel, x: np.ndarray, y: np.ndarray) -> dict:
     return model.evaluate(x, y)
 
 
-def record_metrics(name: str, dataset: str, metrics: dict, folder: Path = WEIGHTS_DIR) -> None:
-    """Merge freshly measured metrics into a manifest entry (the weights are unchanged, so is their sha256)."""
+def record_metrics(name: str, dataset: str, metrics: dict, folder: Path = WEIGHTS_DIR, stamp: bool = True) -> None:
+    """Merge freshly measured metrics into a manifest entry (the weights are unchanged, so is their sha256);
+    `stamp` notes when, for metrics measured after the training that saved the entry."""
     key = stem(name, dataset)
-    entry = read_manifest(folder).get(key)
-    if entry is None:
-        raise WeightsError(f"{key} is not in {folder / 'manifest.json'}")
-    update_manifest(key, {**entry, "metrics": {**entry.get("metrics", {}), **metrics},
-                          "metrics_recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, folder)
+    with _manifest_lock(folder):
+        manifest = read_manifest(folder)
+        if key not in manifest:
+            raise WeightsError(f"{key} is not in {folder / MANIFEST_NAME}")
+        entry = manifest[key]
+        manifest[key] = {**entry, "metrics": {**entry.get("metrics", {}), **metrics}, **(
+            {"metrics_recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} if stamp else {})}
+        _write_json_atomic(folder / MANIFEST_NAME, dict(sorted(manifest.items())))
 
 
 def store_as_float16(name: str, dataset: str = "mnist", folder: Path | None = None) -> dict:

@@ -123,6 +123,25 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Sets `over` once the run has trained `minutes` in all, counting the epochs a stopped process trained
+    before it was restarted from its backup (so a budget holds across a session's end). Placed after the backup
+    callback, which learns those epochs' times when training begins."""
+
+    def __init__(self, minutes: float, over: threading.Event, backup=None):
+        super().__init__()
+        self.seconds, self.over, self.backup, self.timer = minutes * 60, over, backup, None
+
+    def on_train_begin(self, logs=None):
+        spent = sum(self.backup.seconds_before_restart) if self.backup else 0.0
+        self.timer = threading.Timer(max(self.seconds - spent, 0.0), self.over.set)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def on_train_end(self, logs=None):
+        self.timer.cancel()
+
+
 class EpochTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -303,19 +322,13 @@ def _fit(settings: TrainSettings, model: ZooModel, trainable: keras.Model, datas
     all_callbacks = [timer, nan_guard, *model.training_callbacks(x_train), *callbacks, StopOnEvent(*stops)]
     backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model, timer) if backup_dir else None
     if backup:
-        all_callbacks.append(backup)  # last: after the callbacks that record what it backs up
-    budget = threading.Timer(settings.max_minutes * 60, budget_over.set) if settings.max_minutes else None
+        all_callbacks.append(backup)  # after the callbacks that record what it backs up
+    if settings.max_minutes:
+        all_callbacks.append(TimeBudget(settings.max_minutes, budget_over, backup))
     started = time.perf_counter()
-    if budget:
-        budget.daemon = True
-        budget.start()
-    try:
-        with warnings.catch_warnings():  # our datasets shuffle themselves; Keras warns that its shuffle is unused
-            warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
-            history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
-    finally:
-        if budget:
-            budget.cancel()
+    with warnings.catch_warnings():  # our datasets shuffle themselves; Keras warns that its shuffle is unused
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
+        history = trainable.fit(dataset, epochs=settings.epochs, callbacks=all_callbacks, verbose=0)
     if nan_guard.diverged:
         raise FloatingPointError("training diverged (loss became NaN or infinite); nothing was saved. "
                                  "Try a smaller learning rate.")
@@ -401,13 +414,20 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         adapt_fit_to_strategy(trainable, strategy, dataset.element_spec)
 
     fitted = _fit(settings, prepared.model, trainable, dataset, x_train, strategy, callbacks, stop_event, backup_dir)
-    metrics = store.evaluate(prepared.model, x_test, y_test)
     devices = replica_devices(strategy)
     files = {}
     if is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
-        entry = _record(settings, prepared, fitted, metrics, len(x_train), strategy.num_replicas_in_sync,
-                        fresh_parts, recipe_stage)
-        files = store.save(prepared.model, out_dir, entry)
+        # saved before scoring: a run whose scoring fails keeps what it learned (its backup is gone by now)
+        files = store.save(prepared.model, out_dir, _record(settings, prepared, fitted, {}, len(x_train),
+                                                            strategy.num_replicas_in_sync, fresh_parts, recipe_stage))
+    try:
+        metrics = store.evaluate(prepared.model, x_test, y_test)
+    except Exception as err:
+        raise RuntimeError(f"the trained weights were saved in {out_dir}, but scoring them failed ({err}); score "
+                           f"them with: python -m mnist_models evaluate {settings.model} --dataset "
+                           f"{settings.dataset} --weights {out_dir} --record") from err
+    if files:
+        store.record_metrics(settings.model, settings.dataset, metrics, out_dir, stamp=False)
     return TrainResult(settings, prepared.model, metrics, files, fitted.epochs_completed, fitted.stopped,
                        fitted.seconds, fitted.history, devices)
 

@@ -38,7 +38,9 @@ def test_draw_page_hint_then_prediction_then_pose(mnist):
     assert not at.exception
     verdict = next(m.value for m in at.markdown if "CNN says" in m.value)
     assert f"CNN says **{y_test[0]}**" in verdict and f"CapsNet says **{y_test[0]}**" in verdict
-    assert len(at.slider) == 1 + 16  # stroke width + the 16 pose dimensions
+    assert len(at.slider) == 1  # the stroke width; the 16 pose sliders are drawn once opened
+    at.toggle(key="pose_open").set_value(True).run()
+    assert len(at.slider) == 1 + 16
     # how the capsules routed: three iterations' maps of the winner (the 7) against the runner-up, and a sentence
     # that says what the colours mean
     assert any(h.value == "How the capsules routed" for h in at.subheader)

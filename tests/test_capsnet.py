@@ -136,8 +136,12 @@ def test_routing_trace_is_the_routing_the_model_runs(name, mnist):
     assert trace.coupling.shape == (6, 3, n_primary, 10) and trace.votes.shape == (6, n_primary, 10)
     np.testing.assert_allclose(trace.coupling.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(trace.coupling[:, 0], 0.1, atol=1e-6)
-    assert trace.coupling[:, -1].max() > 0.5  # routing moved away from uniform
-    lengths = model.analyze(images).lengths if name == "capsnet" else model.read_pair(images).lengths
+    assert trace.coupling[:, -1].max() > 0.2  # routing moved well away from the uniform 0.1
+    if name == "capsnet":  # the trace's last iteration is the model's answer: lengths and poses
+        lengths = model.analyze(images).lengths
+        np.testing.assert_allclose(trace.poses, model.analyze(images).poses, atol=1e-5)
+    else:
+        lengths = model.read_pair(images).lengths
     np.testing.assert_allclose(trace.lengths[:, -1], lengths, atol=1e-5)
     winner = lengths.argmax(1)
     for iteration in range(3):

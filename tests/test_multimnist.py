@@ -169,6 +169,7 @@ def test_routing_attribution_is_the_share_of_each_digits_ink_its_capsule_claims(
     coupling = np.full((1, 1, places, 10), 0.1, np.float32)
     votes = np.zeros((1, places, 10), np.float32)
     votes[0, :, 3], votes[0, :, 8] = digits[0, 0].ravel(), digits[0, 1].ravel()
-    trace = RoutingTrace(coupling, votes, np.zeros((1, 1, 10)), np.eye(places, dtype=np.float32), size)
+    trace = RoutingTrace(coupling, votes, np.zeros((1, 1, 10)), np.zeros((1, 10, 16)), np.eye(places, dtype=np.float32),
+                         size)
     np.testing.assert_allclose(mm.routing_attribution(trace, digits, np.array([[3, 8]]), 0), [[1.0, 1.0]])
     np.testing.assert_allclose(mm.routing_attribution(trace, digits, np.array([[8, 3]]), 0), [[0.0, 0.0]])

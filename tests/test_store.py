@@ -58,8 +58,8 @@ def test_weights_for_the_wrong_architecture(trained, tmp_path):
 
 
 def test_no_entry_says_how_to_train(tmp_path):
-    with pytest.raises(store.WeightsError, match="no trained weights for capsnet on fashion"):
-        store.load_from(tmp_path, "capsnet", "fashion")
+    with pytest.raises(store.WeightsError, match="no trained weights for capsnet on mnist"):
+        store.load_from(tmp_path, "capsnet", "mnist")
 
 
 def test_unknown_model_and_dataset():

@@ -67,3 +67,36 @@ def test_absurd_settings_are_refused(change, message):
 def test_settings_round_trip():
     settings = TrainSettings(model="capsnet", epochs=3).resolved()
     assert TrainSettings.from_dict(settings.to_dict()) == settings
+
+
+def test_a_run_whose_scoring_fails_keeps_its_weights(tmp_path, monkeypatch):
+    """The weights are saved before they are scored: a failure while scoring (here a made-up one) loses nothing,
+    and the message says where the weights are and how to score them."""
+    def broken(model, x, y):
+        raise ValueError("a scorer that fails")
+
+    monkeypatch.setattr(store, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="weights were saved in .*evaluate cnn"):
+        train(TrainSettings(model="cnn", epochs=1, test_size=100, train_size=200, batch_size=50), out_dir=tmp_path,
+              config=TINY)
+    assert store.load_from(tmp_path, "cnn").classify(np.zeros((1, 28, 28))).shape == (1, 10)
+
+
+def test_a_time_budget_counts_the_epochs_before_a_restart(tmp_path):
+    """A run restarted from its backup has only what is left of its budget: with the whole budget spent before the
+    restart (as the backup's epoch times say), it stops in its first batch."""
+    import json
+
+    from mnist_models.training import TimeBudget
+
+    over = threading.Event()
+    backup = type("Backup", (), {"seconds_before_restart": [30.0, 31.0]})()
+    budget = TimeBudget(1.0, over, backup)
+    budget.on_train_begin()
+    assert over.wait(timeout=5)  # 61 s spent of 60: the budget is over at once
+    budget.on_train_end()
+    fresh = threading.Event()
+    unspent = TimeBudget(1.0, fresh, type("Backup", (), {"seconds_before_restart": json.loads("[10.0]")})())
+    unspent.on_train_begin()
+    assert not fresh.wait(timeout=0.5)
+    unspent.on_train_end()

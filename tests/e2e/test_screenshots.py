@@ -26,7 +26,7 @@ def rendered(page) -> None:
     charts = page.locator(f"{MAIN} [data-testid='stPlotlyChart']")
     for i in range(charts.count()):
         if charts.nth(i).is_visible():
-            charts.nth(i).locator(".main-svg .plot .trace, .main-svg .barlayer .point").first.wait_for()
+            charts.nth(i).locator(".main-svg").first.wait_for()
 
 
 def interact(page, title: str) -> None:
@@ -34,6 +34,7 @@ def interact(page, title: str) -> None:
     if title.startswith("Draw"):
         act(page, lambda: draw(page, THREE))
         page.get_by_text(re.compile("CNN says")).wait_for()
+        page.locator(f"{MAIN} [data-testid='stPlotlyChart'] .main-svg .barlayer").first.wait_for()  # the bars
     elif title.startswith("Two digits"):
         page.locator(CANVAS).wait_for()
         act(page, lambda: draw(page, FOUR))
