@@ -107,9 +107,9 @@ with view:
     st.caption("Capsule lengths (the network's evidence for each digit): " + ", ".join(
         f"{d}: {lengths[d]:.2f}" for d in np.argsort(-lengths)[:4]) + ". CNN sigmoid outputs for its two: "
         f"{pair['cnn_scores'][cnn_a]:.2f}, {pair['cnn_scores'][cnn_b]:.2f}.")
-    routing_panel(a, b, pair)
     asked = st.selectbox("Redraw as", list(range(10)), key=ui.kept("mm_redraw", a),
                          help="Ask the decoder for any digit: from a capsule whose digit is not there, it draws "
                               "little or a faint guess.")
     ui.image(ui.digit_png(capsnet.redraw(image, asked)[0], 180), caption=f"redrawn from capsule {asked} "
              f"(length {lengths[asked]:.2f})", width=180)
+    routing_panel(a, b, pair)
