@@ -42,6 +42,9 @@ class CapsNetConfig(Config):
     routings: int = 3
     decoder_units: tuple[int, int] = (512, 1024)
     max_shift: int = 2
+    # > 0: the weights kept are the exponential moving average of the training steps' weights (a stage at a
+    # constant learning rate then ends at the mean of where it wandered, not wherever its last step landed)
+    ema_momentum: float = 0.0
 
 
 def squash(s, axis=-1):
@@ -305,7 +308,8 @@ class CapsNet(ZooModel):
 
     def compile(self, learning_rate: float) -> keras.Model:
         self.trainer.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate, use_ema=self.config.ema_momentum > 0,
+                                            ema_momentum=self.config.ema_momentum),
             loss={"lengths": margin_loss, "reconstruction": "mse"},
             loss_weights={"lengths": 1.0, "reconstruction": RECONSTRUCTION_WEIGHT},
             metrics={"lengths": "categorical_accuracy"},
@@ -366,5 +370,8 @@ class CapsNet(ZooModel):
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
 # MNIST only: a Fashion-MNIST CapsNet was listed but never trained; it comes back with shipped weights
+# 20 epochs at a falling rate, then 8 at a constant one whose weights are averaged over the steps (99.57 % →
+# 99.62 %; the CNN given the same second stage went 99.62 % → 99.59 % and ships without it: docs/training-notes.md)
 SPECS = [ModelSpec("capsnet", CapsNet, ("mnist",), "CapsNet (dynamic routing)",
-                   recipe=(Stage(20, lr_decay=0.9, batch_size=100, config={"front_end": "stack"}),))]
+                   recipe=(Stage(20, lr_decay=0.9, batch_size=100, config={"front_end": "stack"}),
+                           Stage(8, 2e-4, batch_size=100, config={"ema_momentum": 0.9995})))]
