@@ -52,19 +52,22 @@ case "${1:-}" in
     ensure_test_tools
     say "ruff"
     "$VENV/bin/ruff" check .
+    # two workers, one a core: much of a test's time is one thread (tracing, a browser waiting on a rerun, a
+    # process starting TensorFlow); the browser tests stay on one worker, sharing one app server and one browser
+    parallel=(-n 2 --dist loadgroup)
     if [ "${2:-}" = fast ]; then
       say "pytest: the fast tier"
-      exec "$PY" -m pytest -m "not browser and not slow and not distributed and not load and not screenshots" \
-        "${@:3}"
+      exec "$PY" -m pytest "${parallel[@]}" \
+        -m "not browser and not slow and not distributed and not load and not screenshots" "${@:3}"
     fi
     say "pytest"
-    exec "$PY" -m pytest "${@:2}"
+    exec "$PY" -m pytest "${parallel[@]}" "${@:2}"
     ;;
   screenshots)
     setup requirements-dev.txt
     ensure_test_tools
     say "the README's screenshots, from the real app in a real browser"
-    exec "$PY" -m pytest -m screenshots tests/e2e/test_screenshots.py "${@:2}"
+    STUDIO_SCREENSHOTS=1 exec "$PY" -m pytest -m screenshots tests/e2e/test_screenshots.py "${@:2}"
     ;;
   *)
     echo "usage: $0 app | test [fast] [pytest args] | screenshots" >&2

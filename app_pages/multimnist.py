@@ -78,11 +78,10 @@ with controls:
 def read(image: np.ndarray, pens: np.ndarray, weights: tuple[str, str]) -> dict:
     """Both models' readings of one pair, in pen order, and how the CapsNet's routing split the strokes between
     the two digit capsules: computed once per pair."""
-    reading, baseline = capsnet.read_pair(image), cnn.read_pair(image)
+    (reading, trace), baseline = capsnet.read_routed(image), cnn.read_pair(image)
     # the redrawing that lies on the red strokes comes first, so red stays red; the CNN's answers follow that order
     order = list(multimnist.pen_order(reading.redrawn[0], pens))
     digits = [int(reading.digits[0, k]) for k in order]
-    trace = capsnet.route(image)
     heat = np.stack([[trace.heatmap(d, it)[0] for d in digits] for it in (0, trace.iterations - 1)])
     scale = float(heat.sum(1).max())  # one scale for both iterations
     return {"digits": digits, "lengths": reading.lengths[0], "redrawn": reading.redrawn[0][order],

@@ -77,17 +77,43 @@ def capsnet_training(batches: int, batch_size: int = 100, rounds: int = 3) -> di
 
 
 def inference_latency(repeats: int) -> dict[str, list[float]]:
-    """One 280×280 canvas drawing → preprocess + CNN + CapsNet + reconstruction, per call, in ms."""
+    """What the server computes for one drawing, in ms per drawing: on Draw (a 280×280 canvas → preprocessing, CNN,
+    CapsNet, redrawing) and on Two digits (a 36×36 pair → both models), each without and with the routing view
+    (the trace and the heat maps the page shows: winner and runner-up at every iteration on Draw, both digits at
+    the first and last on Two digits), interleaved so both see the same machine; and Keras' `predict` for the
+    Draw page's models, against the direct calls the app makes."""
+    from . import multimnist
+
     cnn, caps = store.load("cnn"), store.load("capsnet")
-    (_, _), (x_test, _) = load_dataset("mnist")
+    cnn_multi, caps_multi = store.load("cnn_multi"), store.load("capsnet_multi")
+    (_, _), (x_test, y_test) = load_dataset("mnist")
     canvas = np.zeros((280, 280, 4), np.uint8)
     canvas[:, :, 3] = np.kron(x_test[0], np.ones((10, 10), np.uint8))
+    pair = multimnist.test_pairs(x_test, y_test, 1).images
 
-    def direct():
+    def draw_page(routing: bool):
         image = to_mnist(canvas)[None]
         cnn.classify(image)
-        out = caps.analyze(image)
-        caps.reconstruct(out.poses, int(out.lengths.argmax()))
+        if routing:
+            trace = caps.route(image)
+            lengths, poses = trace.lengths[:, -1], trace.poses
+            for digit in np.argsort(-lengths[0])[:2]:
+                for iteration in range(trace.iterations):
+                    trace.heatmap(int(digit), iteration)
+        else:
+            out = caps.analyze(image)
+            lengths, poses = out.lengths, out.poses
+        caps.reconstruct(poses, int(lengths.argmax()))
+
+    def two_digits(routing: bool):
+        cnn_multi.read_pair(pair)
+        if not routing:
+            caps_multi.read_pair(pair)
+        else:
+            reading, trace = caps_multi.read_routed(pair)
+            for digit in reading.digits[0]:
+                for iteration in (0, trace.iterations - 1):
+                    trace.heatmap(int(digit), iteration)
 
     def with_predict():
         image = to_mnist(canvas)[None]
@@ -96,16 +122,18 @@ def inference_latency(repeats: int) -> dict[str, list[float]]:
         masked = poses * np.eye(10, dtype=np.float32)[lengths.argmax(1)][:, :, None]
         caps.decoder.predict(masked.reshape(1, -1), verbose=0)
 
-    timings = {}
-    for label, fn in [("direct calls (tf.function)", direct), ("Model.predict", with_predict)]:
+    variants = {"Draw, no routing view": lambda: draw_page(False), "Draw, routing view": lambda: draw_page(True),
+                "Two digits, no routing view": lambda: two_digits(False),
+                "Two digits, routing view": lambda: two_digits(True), "Draw with Model.predict": with_predict}
+    for fn in variants.values():
         for _ in range(5):
             fn()
-        samples = []
-        for _ in range(repeats):
+    timings = {label: [] for label in variants}
+    for _ in range(repeats):
+        for label, fn in variants.items():
             started = time.perf_counter()
             fn()
-            samples.append((time.perf_counter() - started) * 1000)
-        timings[label] = samples
+            timings[label].append((time.perf_counter() - started) * 1000)
     return timings
 
 
@@ -281,8 +309,12 @@ def run(what: str, args) -> int:
         timings = inference_latency(args.repeats)
         for label, samples in timings.items():
             print(f"{label:28s} {_percentiles(samples)}   ({len(samples)} drawings)")
-        direct, predict = (np.percentile(s, 50) for s in timings.values())
-        print(f"{'Model.predict / direct':28s} {predict / direct:6.2f}× (p50)")
+        p50 = {label: float(np.percentile(samples, 50)) for label, samples in timings.items()}
+        for page in ("Draw", "Two digits"):
+            added = p50[f"{page}, routing view"] - p50[f"{page}, no routing view"]
+            print(f"{'the routing view on ' + page:28s} {added:+6.2f} ms per drawing (p50)")
+        print(f"{'Model.predict / direct':28s} {p50['Draw with Model.predict'] / p50['Draw, no routing view']:6.2f}× "
+              "(p50)")
     elif what == "photo":
         size, samples = photo_latency(max(3, min(args.repeats, 10)))
         print(f"to_mnist on a {size / 1e6:.2f} MB 4032×3024 JPEG photo: median {np.median(samples):.2f} s, "

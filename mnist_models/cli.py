@@ -26,8 +26,8 @@ def _fetch(args) -> int:
     return 0
 
 
-ONE_RUN_OPTIONS = ("epochs", "batch_size", "lr", "lr_decay", "train_size", "seed", "max_minutes", "init",
-                   "init_dataset", "resume", "fresh", "set", "strategy", "front_end_from", "logical_cpus")
+ONE_RUN_OPTIONS = ("epochs", "batch_size", "lr", "lr_decay", "train_size", "test_size", "seed", "max_minutes",
+                   "init", "init_dataset", "resume", "fresh", "set", "strategy", "front_end_from", "logical_cpus")
 
 
 def _train(args) -> int:
@@ -48,9 +48,9 @@ def _train(args) -> int:
         settings = training.TrainSettings(
             model=args.model, dataset=args.dataset, epochs=args.epochs or 0, batch_size=args.batch_size or 0,
             learning_rate=args.lr or 0.0, lr_decay=args.lr_decay or 0.0, train_size=args.train_size or 0,
-            seed=1234 if args.seed is None else args.seed, strategy=args.strategy or "default",
-            max_minutes=args.max_minutes or 0.0, init=args.init or "scratch", init_dataset=args.init_dataset or "",
-            front_end_from=args.front_end_from or "").resolved()
+            test_size=args.test_size or 0, seed=1234 if args.seed is None else args.seed,
+            strategy=args.strategy or "default", max_minutes=args.max_minutes or 0.0, init=args.init or "scratch",
+            init_dataset=args.init_dataset or "", front_end_from=args.front_end_from or "").resolved()
         print(f"Training {settings.model} on {settings.dataset} (one run, not the shipped recipe): "
               f"{settings.to_dict()}", flush=True)
     if args.logical_cpus:
@@ -213,6 +213,8 @@ def parser() -> argparse.ArgumentParser:
     one.add_argument("--lr-decay", type=float,
                      help="per-epoch learning-rate factor (default: the recipe's first stage)")
     one.add_argument("--train-size", type=int, help="use a random subset of this size (0: all)")
+    one.add_argument("--test-size", type=int,
+                     help="score on the first this many test examples (a quick check; 0: all)")
     one.add_argument("--seed", type=int, help="default 1234")
     one.add_argument("--max-minutes", type=float,
                      help="stop after this much training time, then score and save (0: no limit)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import dataclasses
 import io
 import json
@@ -349,6 +350,13 @@ async def alone(url: str, record: Record, pid: int | None, repeats: int = 2) -> 
         await visitor.close()
     # the mean: /proc counts CPU time in ticks of 10 ms, so a single action's figure is coarse but unbiased
     return {action: float(np.mean(values)) for action, values in spent.items() if values}
+
+
+def run_beside(coroutine, timeout: float | None = None):
+    """`asyncio.run` in a thread of its own: works where the calling thread already runs an event loop (the
+    tests' Playwright, whose sync API keeps one in the main thread)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout)
 
 
 async def class_of(url: str, sessions: int, duration: float, think: float, record: Record, seed: int) -> None:

@@ -254,7 +254,14 @@ class MultiCapsNet(ZooModel):
 
     def read_pair(self, images: np.ndarray) -> PairReading:
         """Name the two digits (the two longest capsules) and redraw each from its own capsule."""
-        lengths, poses = self._analyze(images)
+        return self._reading(*self._analyze(images))
+
+    def read_routed(self, images: np.ndarray) -> tuple[PairReading, RoutingTrace]:
+        """`read_pair` and `route` from one pass through the capsules (the Two digits page shows both)."""
+        trace = self.route(images)
+        return self._reading(trace.lengths[:, -1], trace.poses), trace
+
+    def _reading(self, lengths: np.ndarray, poses: np.ndarray) -> PairReading:
         digits = _top_two(lengths)
         redrawn = np.stack([self._redraw_from(poses, digits[:, k]) for k in range(2)], 1)
         return PairReading(digits, lengths, redrawn)

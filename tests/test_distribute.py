@@ -40,7 +40,7 @@ def train_on_two_logical_cpus(out: Path, config: dict, **settings) -> dict:
 
 def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tmp_path):
     tiny_cnn = {"filters": [4, 8], "convs_per_block": [1, 1], "dense_units": 16, "dropout": 0.0, "max_shift": 0}
-    common = dict(model="cnn", epochs=3, train_size=1024, learning_rate=3e-3)
+    common = dict(model="cnn", epochs=3, train_size=1024, test_size=500, learning_rate=3e-3)
     default = train_on_two_logical_cpus(tmp_path / "default", tiny_cnn, batch_size=64, **common)
     mirrored = train_on_two_logical_cpus(tmp_path / "mirrored", tiny_cnn, batch_size=32, strategy="mirrored",
                                          **common)
@@ -54,7 +54,8 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tmp_path):
 @pytest.mark.parametrize("model, config", [("vae", {"filters": [4, 8], "dense_units": 16}),
                                            ("aeacgan", {"width": 4, "latent_dim": 8, "noise": "uniform"})])
 def test_mirrored_trains_the_custom_train_step_families(tmp_path, model, config):
-    history = train_on_two_logical_cpus(tmp_path, config, model=model, epochs=2, train_size=128, batch_size=16,
+    history = train_on_two_logical_cpus(tmp_path, config, model=model, epochs=2, train_size=128, test_size=200,
+                                        batch_size=16,
                                         strategy="mirrored")
     assert all(all(map(lambda v: v == v, values)) for values in history.values())  # no NaN
     assert store.read_manifest(tmp_path)[f"{model}-mnist"]["replicas"] == 2
@@ -77,7 +78,7 @@ def wait_all(procs, tmp_path, timeout=300) -> list[int]:
 
 def test_two_workers_train_and_resume_after_one_is_killed(tmp_path):
     out, backup = tmp_path / "weights", tmp_path / "backup"
-    base = ["cnn", "--train-size", "1024", "--batch-size", "32", "--out", str(out)]
+    base = ["cnn", "--train-size", "1024", "--test-size", "500", "--batch-size", "32", "--out", str(out)]
     codes = wait_all(start_cluster(tmp_path, "plain", [*base, "--epochs", "2"]), tmp_path)
     assert codes == [0, 0], [f.read_text()[-2000:] for f in tmp_path.glob("plain-*.log")]
     entry = store.read_manifest(out)["cnn-mnist"]

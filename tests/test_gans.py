@@ -227,7 +227,8 @@ def test_resume_with_a_fresh_discriminator_of_a_new_shape(tmp_path, capsys):
     with pytest.raises(ValueError, match="no part"):
         store.load_from(tmp_path, "dcgan", fresh_parts=("critic",))
 
-    base = ["train", "dcgan", "--out", str(tmp_path), "--epochs", "1", "--train-size", "64", "--batch-size", "32"]
+    base = ["train", "dcgan", "--out", str(tmp_path), "--epochs", "1", "--train-size", "64", "--test-size", "500",
+            "--batch-size", "32"]
     assert cli.main([*base, "--fresh", "discriminator"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert cli.main([*base, "--resume", "--fresh", "discriminator", "--set", "disc_hidden=16"]) == 0

@@ -2,7 +2,6 @@
 one replica (its session lives in that process), and different visitors spread over both. The replicas differ in
 one client setting (the toolbar mode) that every new session receives, so a visitor can tell which one it met."""
 
-import asyncio
 import shutil
 import subprocess
 import time
@@ -75,7 +74,7 @@ def replica_of(url: str, cookie: str) -> str:
         await visitor.open()
         await visitor.close()
         return MODES[visitor.server_config.toolbar_mode - 2] if visitor.server_config.toolbar_mode >= 2 else "?"
-    return asyncio.run(visit())
+    return loadtest.run_beside(visit())
 
 
 def test_each_visitor_stays_on_one_replica_and_visitors_spread(proxy):

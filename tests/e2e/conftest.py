@@ -21,6 +21,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if Path(item.fspath).parent == Path(__file__).parent:
             item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.xdist_group("browser"))  # one worker: one app server, one browser
 
 
 @pytest.hookimpl(wrapper=True)

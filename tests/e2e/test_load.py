@@ -6,9 +6,7 @@ sees a result that differs from what its own input shows when it is alone on the
 Latency and CPU figures come from `python -m mnist_models bench serve`, never from a timed test; this one writes
 what it measured to test-artifacts/load-test.json for a look."""
 
-import asyncio
 import json
-import threading
 
 import pytest
 
@@ -23,13 +21,8 @@ DURATION_S = 30
 
 def test_twenty_visitors_at_once_see_only_their_own_results(server):
     record = loadtest.Record()
-    # the other e2e tests' Playwright owns this thread's event loop: run the visitors' loop beside it
-    worker = threading.Thread(target=lambda: (
-        asyncio.run(loadtest.alone(server, record, None, repeats=1)),  # what each input shows alone
-        asyncio.run(loadtest.class_of(server, SESSIONS, DURATION_S, 0.5, record, seed=0))))
-    worker.start()
-    worker.join(timeout=DURATION_S + 900)
-    assert not worker.is_alive(), "the visitors did not finish"
+    loadtest.run_beside(loadtest.alone(server, record, None, repeats=1))  # what each input shows alone
+    loadtest.run_beside(loadtest.class_of(server, SESSIONS, DURATION_S, 0.5, record, seed=0))
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load-test.json").write_text(json.dumps(
         {action: loadtest.summary(seconds) for action, seconds in record.seconds.items()}, indent=2))

@@ -1,7 +1,9 @@
 """The README's screenshots, taken in a real Chromium after real interactions, at 1280×800, into docs/screenshots/.
 
-Not part of the test run (it rewrites tracked files): `./studio.sh screenshots` runs it."""
+Not part of the test run (it rewrites tracked files): `./studio.sh screenshots` runs it, and only it (a
+`pytest -m browser` that selects it skips it)."""
 
+import os
 import re
 from pathlib import Path
 
@@ -58,6 +60,8 @@ def interact(page, title: str) -> None:
 
 
 def test_screenshots_for_the_readme(browser, server):
+    if os.environ.get("STUDIO_SCREENSHOTS") != "1":
+        pytest.skip("rewrites the README's screenshots: run ./studio.sh screenshots")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context, page = new_page(browser, 1280, 800)
     page.base_url = server
