@@ -54,7 +54,8 @@ def drawing_and_answers():
         st.plotly_chart(ui.probability_chart({"CNN": reading["cnn"], "CapsNet": reading["caps"]}), key="probs")
         st.caption("CapsNet bars are its capsule lengths normalised to sum to 1; a capsule's length is its own "
                    "evidence that the digit is present.")
-    routing(reading)
+    with st.container(key="routing_panel"):  # the key names it for the README's screenshot of it
+        routing(reading)
     drawing_id = hash(image.tobytes())
     if st.session_state.get("pose_for") != drawing_id:  # a new drawing starts from its own pose and winner
         st.session_state["pose_for"] = drawing_id

@@ -111,4 +111,5 @@ with view:
                               "little or a faint guess.")
     ui.image(ui.digit_png(capsnet.redraw(image, asked)[0], 180), caption=f"redrawn from capsule {asked} "
              f"(length {lengths[asked]:.2f})", width=180)
-    routing_panel(a, b, pair)
+    with st.container(key="routing_panel"):  # the key names it for the README's screenshot of it
+        routing_panel(a, b, pair)

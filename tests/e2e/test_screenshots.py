@@ -74,5 +74,9 @@ def test_screenshots_for_the_readme(browser, server):
             rendered(page)
             slug = re.sub(r"[^a-z]+", "-", title.lower()).strip("-")
             page.screenshot(path=str(SCREENSHOTS / f"{slug}.png"))
+            panel = page.locator(".st-key-routing_panel")  # Draw's and Two digits' routing panels, whole
+            if panel.count():
+                panel.scroll_into_view_if_needed()
+                panel.screenshot(path=str(SCREENSHOTS / f"{slug}-routing.png"))
     finally:
         context.close()
