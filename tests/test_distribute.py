@@ -79,13 +79,6 @@ def wait_all(procs, tmp_path, timeout=300) -> list[int]:
 def test_two_workers_train_and_resume_after_one_is_killed(tmp_path):
     out, backup = tmp_path / "weights", tmp_path / "backup"
     base = ["cnn", "--train-size", "1024", "--test-size", "500", "--batch-size", "32", "--out", str(out)]
-    codes = wait_all(start_cluster(tmp_path, "plain", [*base, "--epochs", "2"]), tmp_path)
-    assert codes == [0, 0], [f.read_text()[-2000:] for f in tmp_path.glob("plain-*.log")]
-    entry = store.read_manifest(out)["cnn-mnist"]
-    assert entry["replicas"] == 2 and entry["training"]["strategy"] == "multiworker"
-    assert entry["metrics"]["test_accuracy"] > 0.5
-    assert len(list(out.glob("cnn-mnist-*.weights.h5"))) == 1  # only the chief wrote
-
     epochs = 8
     procs = start_cluster(tmp_path, "killed", [*base, "--epochs", str(epochs), "--backup-dir", str(backup)])
     metadata = backup / "training_metadata.json"
@@ -95,17 +88,17 @@ def test_two_workers_train_and_resume_after_one_is_killed(tmp_path):
         time.sleep(0.2)
     backed_up = json.loads(metadata.read_text())["epoch"]
     assert 2 <= backed_up < epochs
-    os.kill(procs[1].pid, signal.SIGKILL)  # a worker dies mid-run…
-    try:
-        procs[0].wait(timeout=30)  # …its peer fails, or hangs on the lost collective: restart the cluster
-    except subprocess.TimeoutExpired:
-        procs[0].kill()
+    os.kill(procs[1].pid, signal.SIGKILL)  # a worker dies mid-run; its peer would fail, or hang on the lost
+    procs[0].kill()  # collective: the cluster is restarted as a whole, as an orchestrator would
     procs[0].wait()
 
     codes = wait_all(start_cluster(tmp_path, "restarted", [*base, "--epochs", str(epochs),
                                                            "--backup-dir", str(backup)]), tmp_path)
     assert codes == [0, 0], (tmp_path / "restarted-worker0.log").read_text()[-2000:]
     entry = store.read_manifest(out)["cnn-mnist"]
+    assert entry["replicas"] == 2 and entry["training"]["strategy"] == "multiworker"
+    assert entry["metrics"]["test_accuracy"] > 0.5
+    assert len(list(out.glob("cnn-mnist-*.weights.h5"))) == 1  # only the chief wrote
     assert entry["resumed_from_epoch"] >= backed_up
     assert entry["epochs_completed"] == epochs - entry["resumed_from_epoch"]  # it did not start over
     assert not backup.exists()  # a finished run removes its backup

@@ -90,6 +90,7 @@ def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
     assert np.all(reading.digits[:, 0] != reading.digits[:, 1])
     scores = model.evaluate(x_test[:200], y_test[:200])
     assert 0 <= scores["pair_accuracy"] <= scores["digit_accuracy"] <= 1
+    assert scores["test_examples"] == 200  # a slice of the test digits makes as many pairs
     if name == "capsnet_multi":
         judged = model.evaluate(x_test[:200], y_test[:200], scorers={"_cnn": store.load("cnn")})
         assert 0 <= judged["redraw_read_cnn"] <= 1 and judged["redraw_read_cnn_real"] >= 0.95  # real digits: ceiling
