@@ -48,6 +48,7 @@ def test_a_tiny_mirrored_run_says_how_many_replicas_and_where(tmp_path):
     assert "2 replicas (MirroredStrategy) on" in done.stdout
     result = json.loads(done.stdout[done.stdout.index("{\n"):])
     assert result["replicas"] == 2 and len(result["devices"]) == 2 and result["epochs_completed"] == 1
+    assert result["metrics"]["test_examples"] == 500  # --test-size
     assert store.read_manifest(tmp_path)["cnn-mnist"]["replicas"] == 2
 
 

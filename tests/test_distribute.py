@@ -55,8 +55,7 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tmp_path):
                                            ("aeacgan", {"width": 4, "latent_dim": 8, "noise": "uniform"})])
 def test_mirrored_trains_the_custom_train_step_families(tmp_path, model, config):
     history = train_on_two_logical_cpus(tmp_path, config, model=model, epochs=2, train_size=128, test_size=200,
-                                        batch_size=16,
-                                        strategy="mirrored")
+                                        batch_size=16, strategy="mirrored")
     assert all(all(map(lambda v: v == v, values)) for values in history.values())  # no NaN
     assert store.read_manifest(tmp_path)[f"{model}-mnist"]["replicas"] == 2
 

@@ -21,8 +21,9 @@ DURATION_S = 30
 
 def test_twenty_visitors_at_once_see_only_their_own_results(server):
     record = loadtest.Record()
-    loadtest.run_beside(loadtest.alone(server, record, None, repeats=1))  # what each input shows alone
-    loadtest.run_beside(loadtest.class_of(server, SESSIONS, DURATION_S, 0.5, record, seed=0))
+    loadtest.run_beside(loadtest.alone(server, record, None, repeats=1), timeout=600)  # each input alone
+    loadtest.run_beside(loadtest.class_of(server, SESSIONS, DURATION_S, 0.5, record, seed=0),
+                        timeout=DURATION_S + 900)  # a safety net: each visitor also gives up on a silent server
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load-test.json").write_text(json.dumps(
         {action: loadtest.summary(seconds) for action, seconds in record.seconds.items()}, indent=2))
