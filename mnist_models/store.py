@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +60,12 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def update_manifest(key: str, entry: dict, folder: Path = WEIGHTS_DIR) -> None:
-    """Read-modify-write one entry under a file lock; the file itself is replaced atomically."""
+def update_manifest(key: str, entry: dict | Callable[[dict | None], dict], folder: Path = WEIGHTS_DIR) -> None:
+    """Read-modify-write one entry under a file lock; the file itself is replaced atomically. `entry` is the new
+    entry, or a function of the current one (None if there is none), called under the same lock."""
     with _manifest_lock(folder):
         manifest = read_manifest(folder)
-        manifest[key] = entry
+        manifest[key] = entry(manifest.get(key)) if callable(entry) else entry
         _write_json_atomic(folder / MANIFEST_NAME, dict(sorted(manifest.items())))
 
 
@@ -332,14 +334,14 @@ def record_metrics(name: str, dataset: str, metrics: dict, folder: Path = WEIGHT
     """Merge freshly measured metrics into a manifest entry (the weights are unchanged, so is their sha256);
     `stamp` notes when, for metrics measured after the training that saved the entry."""
     key = stem(name, dataset)
-    with _manifest_lock(folder):
-        manifest = read_manifest(folder)
-        if key not in manifest:
+
+    def merged(entry: dict | None) -> dict:
+        if entry is None:
             raise WeightsError(f"{key} is not in {folder / MANIFEST_NAME}")
-        entry = manifest[key]
-        manifest[key] = {**entry, "metrics": {**entry.get("metrics", {}), **metrics}, **(
+        return {**entry, "metrics": {**entry.get("metrics", {}), **metrics}, **(
             {"metrics_recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} if stamp else {})}
-        _write_json_atomic(folder / MANIFEST_NAME, dict(sorted(manifest.items())))
+
+    update_manifest(key, merged, folder)
 
 
 def store_as_float16(name: str, dataset: str = "mnist", folder: Path | None = None) -> dict:

@@ -234,3 +234,15 @@ def test_shipped_weights_stay_within_the_budget():
     assert present - listed == {store.MANIFEST_NAME}  # no stray weights file left behind by a promotion
     total = sum((store.WEIGHTS_DIR / name).stat().st_size for name in present)
     assert total < 80e6, total / 1e6
+
+
+def test_recorded_metrics_merge_into_the_entry_and_a_missing_entry_is_refused(trained, tmp_path):
+    folder = copy_of(trained, tmp_path)
+    before = store.read_manifest(folder)["cnn-mnist"]
+    store.record_metrics("cnn", "mnist", {"extra_score": 0.5}, folder)
+    after = store.read_manifest(folder)["cnn-mnist"]
+    assert after["metrics"] == {**before["metrics"], "extra_score": 0.5} and "metrics_recorded_at" in after
+    assert after["weights"] == before["weights"]
+    with pytest.raises(store.WeightsError, match="vae-mnist is not in"):
+        store.record_metrics("vae", "mnist", {"test_loss": 1.0}, folder)
+    assert "vae-mnist" not in store.read_manifest(folder)
