@@ -157,9 +157,10 @@ def canvas(key: str, stroke_color: str = "#FFFFFF",
     stroke = slider("Stroke width", 8, 40, key=f"{key}_stroke", default=22)
     if canvas_key not in st.session_state:  # (re)mounted, e.g. back from another page: redraw the strokes
         st.session_state[initial_key] = st.session_state.get(strokes_key)
-    result = st_canvas(stroke_width=stroke, stroke_color=stroke_color, background_color="#000000",
-                       height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
-                       initial_drawing=st.session_state[initial_key], return_image_data=True, key=canvas_key)
+    with st.container(key=f"canvas_pad_{key}"):  # present as soon as the script runs, before the canvas mounts
+        result = st_canvas(stroke_width=stroke, stroke_color=stroke_color, background_color="#000000",
+                           height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
+                           initial_drawing=st.session_state[initial_key], return_image_data=True, key=canvas_key)
     picture = result.image_data if result is not None else None  # decoded from its PNG on each access: once
     if picture is not None:
         st.session_state[raw_key] = picture

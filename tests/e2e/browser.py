@@ -4,6 +4,7 @@ import time
 
 NAV_LINK = "[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']"
 CANVAS = "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
+CANVAS_PAD = "[class*='st-key-canvas_pad_']"  # ui.canvas's container: on the page before the canvas mounts in it
 
 
 TIMEOUT_MS = 120_000  # a safety net only: every wait is for a condition, and a slow CI machine loads TensorFlow

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.browser import CANVAS, NAV_LINK, act, draw, new_page
+from tests.e2e.browser import CANVAS, CANVAS_PAD, NAV_LINK, act, draw, new_page
 from tests.e2e.conftest import wait_idle
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = "[data-testid='stMain']"
 THREE = [[(0.3, 0.22), (0.5, 0.14), (0.68, 0.25), (0.62, 0.42), (0.45, 0.5), (0.66, 0.58), (0.7, 0.74),
           (0.52, 0.87), (0.3, 0.8)]]
+CANVAS_PAGES = ("Draw & classify", "Two digits at once")
 VIEWPORTS = {"laptop": (1280, 800), "desktop": (1920, 1080), "phone": (390, 844)}
 
 STATE = """() => {
@@ -155,8 +156,9 @@ def test_every_page_keeps_its_state_on_a_round_trip(page, titles):
     for title in titles:
         go(page, title)
         no_errors(page, title)
-        drawn = page.locator(CANVAS).count() > 0
+        drawn = page.locator(CANVAS_PAD).count() > 0
         if drawn:  # first the drawing alone: changing the widgets may switch the canvas for an upload
+            page.locator(CANVAS).wait_for()
             act(page, lambda: draw(page, THREE))
             shown = verdict_text(page)
             round_trip(title)
@@ -172,6 +174,8 @@ def test_every_page_keeps_its_state_on_a_round_trip(page, titles):
             assert page.evaluate(STATE) == before, f"{title}: state lost on the way back"
         report.append(f"{title}: {changed} widget(s) changed{', a drawing' if drawn else ''}, kept on return")
     print("\n".join(report))
+    drawn_on = [line.split(":")[0] for line in report if "a drawing" in line]
+    assert drawn_on == [t for t in titles if t in CANVAS_PAGES], f"drawn on: {drawn_on}"
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
@@ -181,17 +185,21 @@ def test_layouts_fit(browser, server, titles, viewport):
     page.goto(server)
     wait_idle(page)
     links = dict(zip(titles, page.locator(NAV_LINK).evaluate_all("links => links.map(a => a.href)"), strict=True))
+    drawn = []
     try:
         for title in titles:  # by address: on a phone the sidebar is a closed drawer
             page.goto(links[title])
             page.wait_for_selector(f"{NAV_LINK}[aria-current='page']:has-text('{title}')", state="attached")
             wait_idle(page)
-            if page.locator(CANVAS).count():
+            if page.locator(CANVAS_PAD).count():  # the canvas itself mounts a moment after the page is idle
+                page.locator(CANVAS).wait_for()
                 act(page, lambda: draw(page, THREE))
+                drawn.append(title)
                 verdict_text(page)
             problems = page.evaluate(LAYOUT)
             page.screenshot(path=str(ROOT / "test-artifacts" / f"layout-{viewport}-{title[:12]}.png"),
                             full_page=True)
             assert not problems, f"{title} at {width}×{height}: {problems}"
+        assert drawn == [t for t in titles if t in CANVAS_PAGES], f"drawn on: {drawn}"
     finally:
         context.close()
