@@ -285,12 +285,11 @@ class MultiCapsNet(ZooModel):
         pairs = test_pairs(x, y)
 
         def run(index):
-            lengths, poses = self._analyze(pairs.images[index])
-            trace = self.route(pairs.images[index])
+            trace = self.route(pairs.images[index])  # the answer and the routing, from one pass
             attribution = [routing_attribution(trace, pairs.digits[index], pairs.labels[index], it)
                            for it in (0, trace.iterations - 1)]
-            return (lengths, np.stack([self._redraw_from(poses, pairs.labels[index, k]) for k in range(2)], 1),
-                    *attribution)
+            redrawn = [self._redraw_from(trace.poses, pairs.labels[index, k]) for k in range(2)]
+            return trace.lengths[:, -1], np.stack(redrawn, 1), *attribution
         lengths, redrawn, first, last = predict_batches(run, np.arange(len(pairs.labels)), 500)
         corr = correlation(redrawn, pairs.digits)
         result = {**_scores(lengths, pairs.labels), "redraw_mse": float(np.mean((redrawn - pairs.digits) ** 2)),
