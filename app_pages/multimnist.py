@@ -76,8 +76,8 @@ with controls:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def read(image: np.ndarray, pens: np.ndarray, weights: tuple[str, str]) -> dict:
-    """Both models' readings of one pair, in pen order, and how the CapsNet's routing split the strokes between
-    the two digit capsules: computed once per pair."""
+    """Both models' readings of one pair, in pen order, how the CapsNet's routing split the strokes between the
+    two digit capsules, and its redrawing from each of the ten capsules: computed once per pair."""
     (reading, trace), baseline = capsnet.read_routed(image), cnn.read_pair(image)
     # the redrawing that lies on the red strokes comes first, so red stays red; the CNN's answers follow that order
     order = list(multimnist.pen_order(reading.redrawn[0], pens))
@@ -87,7 +87,7 @@ def read(image: np.ndarray, pens: np.ndarray, weights: tuple[str, str]) -> dict:
     return {"digits": digits, "lengths": reading.lengths[0], "redrawn": reading.redrawn[0][order],
             "cnn": multimnist.in_order_of(baseline.digits[0], digits), "cnn_scores": baseline.lengths[0],
             "routing": [ui.claimed_strokes(image, heat[it], scale, PEN_COLOURS, 180) for it in range(2)],
-            "iterations": trace.iterations}
+            "iterations": trace.iterations, "redrawn_as": capsnet.reconstruct(np.repeat(trace.poses, 10, 0), range(10))}
 
 
 pair = read(image, mine, (store.active_version("capsnet_multi")[1], store.active_version("cnn_multi")[1]))
@@ -109,7 +109,7 @@ with view:
     asked = st.selectbox("Redraw as", list(range(10)), key=ui.kept("mm_redraw", a),
                          help="Ask the decoder for any digit: from a capsule whose digit is not there, it draws "
                               "little or a faint guess.")
-    ui.image(ui.digit_png(capsnet.redraw(image, asked)[0], 180), caption=f"redrawn from capsule {asked} "
+    ui.image(ui.digit_png(pair["redrawn_as"][asked], 180), caption=f"redrawn from capsule {asked} "
              f"(length {lengths[asked]:.2f})", width=180)
     with st.container(key="routing_panel"):  # the key names it for the README's screenshot of it
         routing_panel(a, b, pair)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from typing import NamedTuple
 
 import keras
@@ -282,17 +283,51 @@ class CapsuleOutput(NamedTuple):
     poses: np.ndarray  # (N, 10, 16)
 
 
-class CapsNet(ZooModel):
+class CapsuleReadout:
+    """What both CapsNets (one digit, `CapsNet`; a pair, `multimnist.MultiCapsNet`) offer once built: how the
+    capsules routed, and a redrawing from any digit capsule's pose."""
+
+    size: int  # the input frame's side
+    lock: threading.Lock
+
+    @staticmethod
+    def as_input(images) -> np.ndarray:
+        return as_images(images)
+
+    def _read_out(self, encoder: keras.Model, decoder: keras.Model) -> None:
+        """Set up the inference functions (call at the end of `build`)."""
+        self._encode, self._decode = self.inference_function(encoder), self.inference_function(decoder)
+        self._route = routing_function(self, encoder)
+        self._spread = spread_matrix(self.config, self.size)
+
+    def route(self, images) -> RoutingTrace:
+        """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
+        batch = self.as_input(images)
+        with self.lock:
+            traced = [t.numpy() for t in self._route(tf.convert_to_tensor(batch))]
+        return RoutingTrace(*traced, self._spread, self.size)
+
+    def reconstruct(self, poses: np.ndarray, classes) -> np.ndarray:
+        """Redraw from the pose of capsule `classes` (one int, or one per image): any class, not only the winner."""
+        poses = np.asarray(poses, np.float32).reshape(-1, 10, self.config.digit_dim)
+        classes = np.broadcast_to(np.asarray(classes, np.int64), (len(poses),))
+        if np.any((classes < 0) | (classes > 9)):
+            raise ValueError("class must be between 0 and 9")
+        masked = poses * np.eye(10, dtype=np.float32)[classes][:, :, None]
+        with self.lock:
+            return self._decode(tf.convert_to_tensor(masked.reshape(len(poses), -1))).numpy()
+
+
+class CapsNet(CapsuleReadout, ZooModel):
     config_class = CapsNetConfig
     key_metric = "test_accuracy"
     higher_is_better = True
     capsule_layer = DigitCapsules
+    size = 28
 
     def build(self) -> None:
         self.encoder, self.decoder, self.trainer = build_capsnet(self.config, self.capsule_layer)
-        self._encode, self._decode = self.inference_function(self.encoder), self.inference_function(self.decoder)
-        self._route = routing_function(self, self.encoder)
-        self._spread = spread_matrix(self.config, 28)
+        self._read_out(self.encoder, self.decoder)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.trainer}
@@ -331,23 +366,6 @@ class CapsNet(ZooModel):
 
     def classify(self, images: np.ndarray) -> np.ndarray:
         return self.analyze(images).probabilities
-
-    def route(self, images) -> RoutingTrace:
-        """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
-        batch = as_images(images)
-        with self.lock:
-            traced = [t.numpy() for t in self._route(tf.convert_to_tensor(batch))]
-        return RoutingTrace(*traced, self._spread, 28)
-
-    def reconstruct(self, poses: np.ndarray, classes) -> np.ndarray:
-        """Redraw from the pose of capsule `classes` (one int, or one per image): any class, not only the winner."""
-        poses = np.asarray(poses, np.float32).reshape(-1, 10, self.config.digit_dim)
-        classes = np.broadcast_to(np.asarray(classes, np.int64), (len(poses),))
-        if np.any((classes < 0) | (classes > 9)):
-            raise ValueError("class must be between 0 and 9")
-        masked = poses * np.eye(10, dtype=np.float32)[classes][:, :, None]
-        with self.lock:
-            return self._decode(tf.convert_to_tensor(masked.reshape(len(poses), -1))).numpy()
 
     def preview_images(self, x_uint8):
         images = to_float(x_uint8)

@@ -21,13 +21,12 @@ from .base import Config, ModelSpec, Stage, ZooModel, as_images, predict_batches
 from .capsnet import (
     RECONSTRUCTION_WEIGHT,
     CapsNetConfig,
+    CapsuleReadout,
     Mask,
     RoutingTrace,
     build_capsule_decoder,
     build_capsule_encoder,
     margin_loss,
-    routing_function,
-    spread_matrix,
 )
 
 FRAME = 36
@@ -193,8 +192,9 @@ class MultiCapsNetConfig(CapsNetConfig):
     places (576 capsules) where the MNIST CapsNet has 4×4."""
 
 
-class MultiCapsNet(ZooModel):
+class MultiCapsNet(CapsuleReadout, ZooModel):
     config_class = MultiCapsNetConfig
+    size = FRAME
     metric_help = {
         "loss": "margin loss with both digits present + the two redrawings' squared error (scaled)",
         "lengths_loss": "margin loss: both present digits' capsules longer than 0.9, the other eight shorter than 0.1",
@@ -215,19 +215,14 @@ class MultiCapsNet(ZooModel):
         self.trainer = keras.Model([images, first, second], {
             "lengths": lengths, "first": self.decoder(mask([poses, first])),
             "second": self.decoder(mask([poses, second]))}, name="capsnet_multi")
-        self._encode, self._decode = self.inference_function(self.encoder), self.inference_function(self.decoder)
-        self._route = routing_function(self, self.encoder)
-        self._spread = spread_matrix(self.config, FRAME)
+        self._read_out(self.encoder, self.decoder)
 
     def parts(self) -> dict[str, keras.Model]:
         return {"model": self.trainer}
 
-    def route(self, images) -> RoutingTrace:
-        """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
-        batch = as_pairs(images)
-        with self.lock:
-            traced = [t.numpy() for t in self._route(tf.convert_to_tensor(batch))]
-        return RoutingTrace(*traced, self._spread, FRAME)
+    @staticmethod
+    def as_input(images) -> np.ndarray:
+        return as_pairs(images)
 
     def compile(self, learning_rate: float) -> keras.Model:
         weight = RECONSTRUCTION_WEIGHT / 784 * FRAME * FRAME  # the paper's 0.0005 on each summed squared error
@@ -245,13 +240,8 @@ class MultiCapsNet(ZooModel):
 
     def _analyze(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
-            lengths, poses = self._encode(tf.convert_to_tensor(as_pairs(images)))
+            lengths, poses = self._encode(tf.convert_to_tensor(self.as_input(images)))
         return lengths.numpy(), poses.numpy()
-
-    def _redraw_from(self, poses: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        masked = poses * np.eye(10, dtype=np.float32)[classes][:, :, None]
-        with self.lock:
-            return self._decode(tf.convert_to_tensor(masked.reshape(len(poses), -1))).numpy()
 
     def read_pair(self, images: np.ndarray) -> PairReading:
         """Name the two digits (the two longest capsules) and redraw each from its own capsule."""
@@ -264,16 +254,8 @@ class MultiCapsNet(ZooModel):
 
     def _reading(self, lengths: np.ndarray, poses: np.ndarray) -> PairReading:
         digits = _top_two(lengths)
-        redrawn = np.stack([self._redraw_from(poses, digits[:, k]) for k in range(2)], 1)
+        redrawn = np.stack([self.reconstruct(poses, digits[:, k]) for k in range(2)], 1)
         return PairReading(digits, lengths, redrawn)
-
-    def redraw(self, images: np.ndarray, digit) -> np.ndarray:
-        """Redraw each image from capsule `digit` (one int, or one per image): any digit, present or not."""
-        lengths, poses = self._analyze(images)
-        classes = np.broadcast_to(np.asarray(digit, np.int64), (len(poses),))
-        if np.any((classes < 0) | (classes > 9)):
-            raise ValueError("digit must be between 0 and 9")
-        return self._redraw_from(poses, classes)
 
     needs_scorer = True
 
@@ -288,7 +270,7 @@ class MultiCapsNet(ZooModel):
             trace = self.route(pairs.images[index])  # the answer and the routing, from one pass
             attribution = [routing_attribution(trace, pairs.digits[index], pairs.labels[index], it)
                            for it in (0, trace.iterations - 1)]
-            redrawn = [self._redraw_from(trace.poses, pairs.labels[index, k]) for k in range(2)]
+            redrawn = [self.reconstruct(trace.poses, pairs.labels[index, k]) for k in range(2)]
             return trace.lengths[:, -1], np.stack(redrawn, 1), *attribution
         lengths, redrawn, first, last = predict_batches(run, np.arange(len(pairs.labels)), 500)
         corr = correlation(redrawn, pairs.digits)

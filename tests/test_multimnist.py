@@ -95,11 +95,12 @@ def test_tiny_model_trains_reads_pairs_and_round_trips(name, mnist, tmp_path):
         judged = model.evaluate(x_test[:200], y_test[:200], scorers={"_cnn": store.load("cnn")})
         assert 0 <= judged["redraw_read_cnn"] <= 1 and judged["redraw_read_cnn_real"] >= 0.95  # real digits: ceiling
         assert reading.redrawn.shape == (8, 2, 36, 36)
-        assert model.redraw(pairs.images, 4).shape == (8, 36, 36)
+        poses = model.route(pairs.images).poses
+        assert model.reconstruct(poses, 4).shape == (8, 36, 36)
         assert -1 <= scores["redraw_correlation"] <= 1 and scores["redraw_mse"] >= 0
         assert 0 <= scores["routing_attribution_first"] <= 1 and 0 <= scores["routing_attribution_last"] <= 1
         with pytest.raises(ValueError, match="between 0 and 9"):
-            model.redraw(pairs.images, 10)
+            model.reconstruct(poses, 10)
     else:
         assert reading.redrawn is None
     with pytest.raises(ValueError, match="36, 36"):
