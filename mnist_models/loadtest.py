@@ -4,7 +4,8 @@ Each visitor is a light client that speaks Streamlit's websocket protocol (its p
 the streamlit package), so the visitors cost the machine almost nothing and the server has the CPU to itself. Each
 does what a student does, with a pause to think between actions: draws a digit on Draw & classify stroke by stroke
 (one canvas update per stroke, as the browser sends it on mouse-up), slides a latent on the Latent explorer a few
-steps, asks the Generate page's ACGAN for a class, and switches pages in between. Every answer is checked against
+steps, asks the Generate page's ACGAN for a class, draws two digits over each other with the red and the green pen
+on Two digits at once, and switches pages in between. Every answer is checked against
 the same action done alone, so a result that crossed from another session is caught.
 
 This module is a client of the app: it imports Streamlit's message types, never its runtime."""
@@ -43,22 +44,25 @@ STROKES = {  # digits drawn as a person does, in strokes of (x, y) in [0, 1]
     4: [[(0.6, 0.12), (0.22, 0.62), (0.8, 0.62)], [(0.6, 0.12), (0.6, 0.9)]],
     7: [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.45, 0.85)]],
 }
-ACTIONS = ("stroke", "slider step", "class", "page switch")
+PAIRS = ((3, 7), (0, 1), (4, 3), (7, 0), (1, 4))  # (red, green) on Two digits at once
+PENS = ("#FF3B3B", "#3BFF5A")  # that page's red and green pens
+CANVAS_WIDGET = "streamlit-drawable-canvas.streamlit_drawable_canvas"
+ACTIONS = ("stroke", "pair stroke", "pen switch", "slider step", "class", "page switch")
 
 
-def canvas_state(strokes: list[list[tuple[float, float]]]) -> str:
-    """The drawable canvas's state after these strokes, as its frontend sends it: the picture as a PNG data URL
-    (white on the page's black background) and the strokes as Fabric.js paths."""
+def canvas_state(strokes: list[list[tuple[float, float]]], colours: list[str] | None = None) -> str:
+    """The drawable canvas's state after these strokes (white, or each in its colour), as its frontend sends it: the
+    picture as a PNG data URL (on the page's black background) and the strokes as Fabric.js paths."""
     picture = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 255))
     pen = ImageDraw.Draw(picture)
     paths = []
-    for stroke in strokes:
+    for stroke, colour in zip(strokes, colours or ["#FFFFFF"] * len(strokes), strict=True):
         points = [(x * CANVAS, y * CANVAS) for x, y in stroke]
-        pen.line(points, fill=(255, 255, 255, 255), width=STROKE_WIDTH, joint="curve")
+        pen.line(points, fill=colour, width=STROKE_WIDTH, joint="curve")
         for x, y in (points[0], points[-1]):
             r = STROKE_WIDTH / 2
-            pen.ellipse((x - r, y - r, x + r, y + r), fill=(255, 255, 255, 255))
-        paths.append({"type": "path", "stroke": "#FFFFFF", "strokeWidth": STROKE_WIDTH, "fill": None,
+            pen.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+        paths.append({"type": "path", "stroke": colour, "strokeWidth": STROKE_WIDTH, "fill": None,
                       "strokeLineCap": "round", "path": [["M", *points[0]]] + [["L", *p] for p in points[1:]]})
     buffer = io.BytesIO()
     picture.save(buffer, "PNG")
@@ -179,6 +183,11 @@ def verdict(screen: Screen) -> str | None:
     return next((t for t in screen.texts if t.startswith("### CNN says")), None)
 
 
+def pair_verdict(screen: Screen) -> str | None:
+    """Two digits at once's answer line."""
+    return next((t for t in screen.texts if t.startswith("### CapsNet reads")), None)
+
+
 def image_shown(screen: Screen, caption_start: str) -> tuple[str, str] | None:
     """(caption, address) of the image whose caption starts so; the address is the picture's content hash."""
     return next(((c, u) for c, u in screen.images if c.startswith(caption_start)), None)
@@ -219,8 +228,41 @@ class Record:
                                 f"alone it shows {self.expected[(action, key)]!r}")
 
 
+async def no_pause(scale: float = 1.0) -> None:
+    pass
+
+
+async def draw_digit(visitor: Visitor, digit: int, measure, pause=no_pause) -> str | None:
+    """On Draw & classify: draw `digit` stroke by stroke, each stroke a `measure`d "stroke"; the verdict shown."""
+    canvas = visitor.widget_id(CANVAS_WIDGET)
+    strokes = STROKES[digit]
+    for k in range(1, len(strokes) + 1):
+        await pause(0.5)
+        await measure("stroke", visitor.run((canvas, "json_value", canvas_state(strokes[:k])),
+                                            until=lambda s: verdict(s) is not None))
+    return verdict(visitor.screen)
+
+
+async def draw_pair(visitor: Visitor, pair: tuple[int, int], measure, pause=no_pause) -> str | None:
+    """On Two digits at once: take the red pen, draw the first digit a little to the left stroke by stroke, take the
+    green pen and draw the second a little to the right, over it (each stroke a "pair stroke", each pen a "pen
+    switch"); the answer shown."""
+    canvas, strokes, colours = visitor.widget_id(CANVAS_WIDGET), [], []
+    for pen, (digit, shift) in enumerate(zip(pair, (-0.1, 0.1), strict=True)):
+        await pause(0.3)
+        radio = visitor.widgets["Pen"][1]
+        await measure("pen switch", visitor.run((radio.id, "string_value", radio.options[pen])))
+        for stroke in STROKES[digit]:
+            strokes.append([(x + shift, y) for x, y in stroke])
+            colours.append(PENS[pen])
+            await pause(0.5)
+            await measure("pair stroke", visitor.run((canvas, "json_value", canvas_state(strokes, colours)),
+                                                     until=lambda s: pair_verdict(s) is not None))
+    return pair_verdict(visitor.screen)
+
+
 async def visit(url: str, index: int, record: Record, deadline: float, think: float, rng: random.Random) -> None:
-    """One student, until `deadline`: draw, slide, ask for a class, with page switches in between."""
+    """One student, until `deadline`: draw, slide, ask for a class, draw a pair, with page switches in between."""
     visitor = Visitor(url)
     await visitor.open()
     digits = sorted(STROKES)
@@ -240,13 +282,7 @@ async def visit(url: str, index: int, record: Record, deadline: float, think: fl
         while time.monotonic() < deadline:
             digit = digits[(index + turn) % len(digits)]
             await timed("page switch", visitor.open_page("draw", "Draw & classify"))
-            canvas = visitor.widget_id("streamlit-drawable-canvas.streamlit_drawable_canvas")
-            strokes = STROKES[digit]
-            for k in range(1, len(strokes) + 1):
-                await pause(0.5)
-                await timed("stroke", visitor.run((canvas, "json_value", canvas_state(strokes[:k])),
-                                                  until=lambda s: verdict(s) is not None))
-            record.check("stroke", digit, verdict(visitor.screen), index)
+            record.check("stroke", digit, await draw_digit(visitor, digit, timed, pause), index)
             await pause()
             await timed("page switch", visitor.open_page("latent", "Latent explorer"))
             slider = visitor.widget_id("z₁")
@@ -264,6 +300,10 @@ async def visit(url: str, index: int, record: Record, deadline: float, think: fl
             await timed("class", visitor.run((box.id, "string_value", box.options[wanted]),
                                              until=lambda s: class_caption(s) is not None))
             record.check("class", wanted, class_shown(visitor.screen), index)
+            await pause()
+            pair = PAIRS[(index + turn) % len(PAIRS)]
+            await timed("page switch", visitor.open_page("multimnist", "Two digits at once"))
+            record.check("pair stroke", pair, await draw_pair(visitor, pair, timed, pause), index)
             await pause()
             turn += 1
     except Exception as err:  # a visitor that cannot go on is an error of the run, not a crash of the benchmark
@@ -325,13 +365,10 @@ async def alone(url: str, record: Record, pid: int | None, repeats: int = 2) -> 
     try:
         for repeat in range(repeats):
             await measure("page switch", visitor.open_page("draw", "Draw & classify"))
-            canvas = visitor.widget_id("streamlit-drawable-canvas.streamlit_drawable_canvas")
-            for digit, strokes in STROKES.items():
-                for k in range(1, len(strokes) + 1):
-                    await measure("stroke", visitor.run((canvas, "json_value", canvas_state(strokes[:k])),
-                                                        until=lambda s: verdict(s) is not None))
+            for digit in STROKES:
+                shown = await draw_digit(visitor, digit, measure)
                 if repeat == 0:
-                    record.check("stroke", digit, verdict(visitor.screen), -1)
+                    record.check("stroke", digit, shown, -1)
             await measure("page switch", visitor.open_page("latent", "Latent explorer"))
             slider = visitor.widget_id("z₁")
             for z1 in (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15):
@@ -346,6 +383,11 @@ async def alone(url: str, record: Record, pid: int | None, repeats: int = 2) -> 
                                                    until=lambda s: class_caption(s) is not None))
                 if repeat == 0:
                     record.check("class", wanted, class_shown(visitor.screen), -1)
+            await measure("page switch", visitor.open_page("multimnist", "Two digits at once"))
+            for pair in PAIRS:
+                shown = await draw_pair(visitor, pair, measure)
+                if repeat == 0:
+                    record.check("pair stroke", pair, shown, -1)
     finally:
         await visitor.close()
     # the mean: /proc counts CPU time in ticks of 10 ms, so a single action's figure is coarse but unbiased
