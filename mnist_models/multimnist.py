@@ -349,16 +349,19 @@ class MultiCNN(ZooModel):
 # --- the shipped recipes -------------------------------------------------------------------------------------
 
 # Both start from their MNIST model's convolutions (the layers of the same name and shape) and train side by side
-# for the same wall-clock budget (two trainings on the two cores), with the learning rate decaying to a tenth by
-# the end of it: the CNN takes about 2.5 times as many pairs a second (`bench multimnist`), so it runs that many
-# more epochs and decays more slowly per epoch.
+# for the same wall-clock budget (two trainings, one core each), in two stages of BUDGET_MINUTES: the first decays
+# the learning rate to about a tenth, the second restarts it at 3e-4 and decays it to about a fifth (150 minutes
+# in all: capsnet_multi 88.5 → 89.5 %, cnn_multi 90.7 → 91.2 %). The CNN takes about 2.5 times as many pairs a
+# second (`bench multimnist`), so it runs that many more epochs and decays more slowly per epoch.
 BUDGET_MINUTES = 75
 SPECS = [
     ModelSpec("capsnet_multi", MultiCapsNet, ("mnist",), "CapsNet on MultiMNIST (two overlapping digits)",
               recipe=(Stage(100, lr_decay=0.85, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="capsnet",
-                            config={"front_end": "stack"}),)),
+                            config={"front_end": "stack"}),
+                      Stage(100, 3e-4, 0.9, batch_size=100, max_minutes=BUDGET_MINUTES))),
     ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST",
-              recipe=(Stage(100, lr_decay=0.94, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="cnn"),)),
+              recipe=(Stage(100, lr_decay=0.94, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="cnn"),
+                      Stage(100, 3e-4, 0.95, batch_size=100, max_minutes=BUDGET_MINUTES))),
 ]
 
 
