@@ -1,6 +1,8 @@
 """Every public method that takes images takes what people pass: uint8 0–255 as the dataset loader gives it, or
 float 0–1; anything else is refused with a message that says what is expected (one check: `base.as_images`)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,19 +12,22 @@ from mnist_models.base import as_images
 # (model, method, extra arguments): every image-taking public method of the shipped zoo
 METHODS = [
     ("cnn", "classify", ()), ("cnn", "classify_with_features", ()), ("judge", "classify", ()),
-    ("capsnet", "analyze", ()), ("capsnet", "classify", ()),
+    ("capsnet", "analyze", ()), ("capsnet", "classify", ()), ("capsnet", "route", ()),
     ("ae_vanilla", "reconstruct", ()), ("ae_conv", "encode", ()), ("ae_denoising", "reconstruct", ()),
     ("vae", "encode", ()), ("vae", "reconstruct", ()),
     ("acgan", "classify", ()), ("aeacgan", "autoencode", ()),
 ]
-PAIR_METHODS = [("capsnet_multi", "read_pair", ()), ("capsnet_multi", "redraw", (3,)), ("cnn_multi", "read_pair", ())]
+PAIR_METHODS = [("capsnet_multi", "read_pair", ()), ("capsnet_multi", "read_routed", ()),
+                ("cnn_multi", "read_pair", ())]
 
 
 def outputs(value):
-    """The arrays a method returned, flattened (NamedTuples, tuples and single arrays alike)."""
+    """The arrays a method returned, flattened (NamedTuples, tuples, dataclasses and single arrays alike)."""
     if isinstance(value, np.ndarray):
         return [value]
-    return [a for item in value if item is not None for a in outputs(item)]
+    if dataclasses.is_dataclass(value):
+        value = [getattr(value, field.name) for field in dataclasses.fields(value)]
+    return [a for item in value if item is not None and not np.isscalar(item) for a in outputs(item)]
 
 
 def assert_same_answers(method, uint8_images, extra):

@@ -5,9 +5,12 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 
-def two_pen_canvas(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Two MNIST digits as the canvas sends them: red strokes, then green strokes over them, on black."""
-    red, green = (np.kron(d, np.ones((10, 10), np.uint8)) for d in (first, second))
+def two_pen_canvas(first: np.ndarray, second: np.ndarray, apart: int = 4) -> np.ndarray:
+    """Two MNIST digits as the canvas sends them: red strokes, then green strokes over them, on black, each moved
+    `apart` pixels (of 28) to its side, as MultiMNIST shifts its digits (at most 4 px). Drawn exactly on top of
+    each other, a 1 inside a 0 reads as a 6 and a 0 to the shipped CapsNet (and a 4 and a 0 to the CNN)."""
+    red, green = (np.kron(np.roll(d, shift, axis=1), np.ones((10, 10), np.uint8))
+                  for d, shift in ((first, -apart), (second, apart)))
     canvas = np.zeros((280, 280, 4), np.uint8)
     canvas[..., 3] = 255
     canvas[..., 0] = np.where(green > 0, 0, red)

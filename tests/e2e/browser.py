@@ -53,6 +53,24 @@ def act(page, action) -> None:
                                     === "notRunning" && !document.querySelector("[data-stale='true']")""")
 
 
+def choose(page, label: str, option) -> None:
+    """Pick `option` (a name or a pattern) in the selectbox labelled `label`. A rerun that redraws the page while
+    the list is open (a live panel's fragment) closes it, so the list is opened again until the option shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator("[data-testid='stSelectbox']").filter(has=page.get_by_text(label, exact=True))
+    wanted = page.get_by_role("option", name=option).first
+    for _ in range(5):
+        box.click()
+        try:
+            wanted.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            continue
+        wanted.click()
+        return
+    raise AssertionError(f"the {label!r} list never showed {option!r}; the page showed: {page_state(page)}")
+
+
 def page_state(page) -> dict:
     """What a person would see at a glance, for error messages: script state, heading, errors, pending spinners."""
     return page.evaluate("""() => ({

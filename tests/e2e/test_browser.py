@@ -3,7 +3,7 @@
 import re
 import time
 
-from tests.e2e.browser import draw
+from tests.e2e.browser import choose, draw
 from tests.e2e.conftest import wait_idle
 
 
@@ -156,8 +156,7 @@ def test_training_previews_change_before_the_first_epoch_ends(page):
     """A CapsNet's redrawings of fixed test digits, refreshed while its one epoch runs: the picture changes at
     least twice before the epoch is over (the caption says how far it is), then the run is stopped mid-epoch."""
     open_page(page, "Train")
-    page.locator("[data-testid='stSelectbox']").first.click()
-    page.get_by_role("option", name=re.compile("CapsNet")).first.click()
+    choose(page, "Model", re.compile("CapsNet"))
     start_training(page, epochs=1, size="20k images")  # an epoch long enough for several previews on a fast machine
     seen = {}
 
