@@ -5,8 +5,8 @@ the streamlit package), so the visitors cost the machine almost nothing and the 
 does what a student does, with a pause to think between actions: draws a digit on Draw & classify stroke by stroke
 (one canvas update per stroke, as the browser sends it on mouse-up), slides a latent on the Latent explorer a few
 steps, asks the Generate page's ACGAN for a class, draws two digits over each other with the red and the green pen
-on Two digits at once, and switches pages in between. Every answer is checked against
-the same action done alone, so a result that crossed from another session is caught.
+on Two digits at once, and switches pages in between. Every answer is checked against the same action done alone,
+so a result that crossed from another session is caught.
 
 This module is a client of the app: it imports Streamlit's message types, never its runtime."""
 
