@@ -300,6 +300,12 @@ class CapsuleReadout:
         self._route = routing_function(self, encoder)
         self._spread = spread_matrix(self.config, self.size)
 
+    def _encoded(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """(lengths (N, 10), poses (N, 10, digit_dim)) of the digit capsules."""
+        with self.lock:
+            lengths, poses = self._encode(tf.convert_to_tensor(self.as_input(images)))
+        return lengths.numpy(), poses.numpy()
+
     def route(self, images) -> RoutingTrace:
         """How the primary capsules routed their votes to the digit capsules, iteration by iteration."""
         batch = self.as_input(images)
@@ -358,10 +364,7 @@ class CapsNet(CapsuleReadout, ZooModel):
         return image_pipeline(x, y, batch_size, seed, self.config.max_shift, arrange)
 
     def analyze(self, images: np.ndarray) -> CapsuleOutput:
-        batch = as_images(images)
-        with self.lock:
-            lengths, poses = self._encode(tf.convert_to_tensor(batch))
-        lengths, poses = lengths.numpy(), poses.numpy()
+        lengths, poses = self._encoded(images)
         return CapsuleOutput(lengths / lengths.sum(1, keepdims=True), lengths, poses)
 
     def classify(self, images: np.ndarray) -> np.ndarray:

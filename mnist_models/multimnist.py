@@ -238,14 +238,9 @@ class MultiCapsNet(CapsuleReadout, ZooModel):
             return (merged, a, b), {"lengths": a + b, "first": first, "second": second}
         return pair_pipeline(x, y, batch_size, seed, arrange)
 
-    def _analyze(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with self.lock:
-            lengths, poses = self._encode(tf.convert_to_tensor(self.as_input(images)))
-        return lengths.numpy(), poses.numpy()
-
     def read_pair(self, images: np.ndarray) -> PairReading:
         """Name the two digits (the two longest capsules) and redraw each from its own capsule."""
-        return self._reading(*self._analyze(images))
+        return self._reading(*self._encoded(images))
 
     def read_routed(self, images: np.ndarray) -> tuple[PairReading, RoutingTrace]:
         """`read_pair` and `route` from one pass through the capsules (the Two digits page shows both)."""
