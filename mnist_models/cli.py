@@ -83,6 +83,9 @@ def _train(args) -> int:
                           "epochs_completed": result.epochs_completed, "replicas": len(result.devices),
                           "devices": list(result.devices),
                           "files": [str(p) for p in result.files.values()]}, indent=2))
+    if settings is None and stop.is_set():
+        print("Stopped part-way through the recipe: run the same command again to go on from where it stopped"
+              + (f" (the backup in {backup} keeps its last epoch)." if backup else "."), flush=True)
     return 0
 
 

@@ -92,9 +92,9 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     the epochs before the restart; the backup must then be the last callback, after those that record them.
     So are the seconds each epoch took (`timer`'s), so the manifest's training time includes the stopped process's."""
 
-    def __init__(self, backup_dir: Path, chief: bool, owner: ZooModel, timer):
+    def __init__(self, backup_dir: Path, chief: bool, owner: ZooModel, timer, keep=lambda: False):
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True)
-        self.chief, self.owner, self.timer = chief, owner, timer
+        self.chief, self.owner, self.timer, self.keep = chief, owner, timer, keep
         self.resumed_from_epoch = 0
         self.seconds_before_restart: list[float] = []  # per epoch, of the processes that trained before this one
         self._artifacts_path = Path(backup_dir) / "artifacts.npz"
@@ -122,5 +122,5 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         write_atomic(self._timing_path, lambda tmp: Path(tmp).write_text(seconds))
 
     def on_train_end(self, logs=None):
-        if self.chief:
+        if self.chief and not self.keep():  # `keep()`: the run is unfinished and will go on from the backup
             super().on_train_end(logs)

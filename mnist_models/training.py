@@ -99,15 +99,19 @@ class TrainResult:
 
 
 class StopOnEvent(keras.callbacks.Callback):
-    """Ends `fit` after the current batch once any of `events` is set."""
+    """Ends `fit` after the current batch once `stop` (a person's Stop) or `budget_over` is set, and remembers
+    which: the end of a time budget finishes a run as its recipe says, a Stop leaves it unfinished."""
 
-    def __init__(self, *events: threading.Event):
+    def __init__(self, stop: threading.Event | None, budget_over: threading.Event):
         super().__init__()
-        self.events = events
+        self.stop, self.budget_over = stop, budget_over
+        self.by_hand = False
 
     def on_train_batch_end(self, batch, logs=None):
-        if any(event.is_set() for event in self.events):
+        if self.budget_over.is_set():
             self.model.stop_training = True
+        elif self.stop is not None and self.stop.is_set():
+            self.model.stop_training = self.by_hand = True
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -273,6 +277,15 @@ class _Prepared:
     seconds_before: float
     front_end: dict | None
 
+    def went_on_from_backup(self) -> _Prepared:
+        """The run stopped by hand that this one continued from its backup is this run's first epochs, so it
+        is no earlier run of its own."""
+        last = self.earlier_runs[-1]
+        return dataclasses.replace(
+            self, earlier_runs=self.earlier_runs[:-1],
+            epochs_before=self.epochs_before - last["epochs_completed"] - last.get("resumed_from_epoch", 0),
+            seconds_before=self.seconds_before - last["seconds_total"])
+
 
 def _prepare(settings: TrainSettings, out_dir: Path, config: dict | None, model: ZooModel | None, resume: bool,
              fresh_parts: tuple[str, ...]) -> _Prepared:
@@ -285,8 +298,8 @@ def _prepare(settings: TrainSettings, out_dir: Path, config: dict | None, model:
         model = store.load_from(out_dir, settings.model, settings.dataset, config, fresh_parts)
         earlier_runs = prior.get("earlier_runs", []) + [
             {k: prior[k] for k in ("config", "fresh_parts", "training", "recipe_stage", "front_end_from",
-                                   "resumed_from_epoch", "epochs_completed", "seconds_total", "seconds_per_epoch",
-                                   "metrics", "history", "trained_at")
+                                   "stopped_by_hand", "resumed_from_epoch", "epochs_completed", "seconds_total",
+                                   "seconds_per_epoch", "metrics", "history", "trained_at")
              if k in prior}]
         epochs_before, seconds_before = training_totals(prior)
     elif model is None and settings.init != "scratch":
@@ -311,16 +324,19 @@ class _Fitted:
     seconds_per_epoch: list[float]
     epochs_completed: int
     resumed_from_epoch: int
-    stopped: bool
+    stopped: bool  # before its last epoch, by hand or by the time budget
+    stopped_by_hand: bool  # unfinished: a recipe stage stopped so is run again
 
 
 def _fit(settings: TrainSettings, model: ZooModel, trainable: keras.Model, dataset, x_train: np.ndarray, strategy,
          callbacks, stop_event: threading.Event | None, backup_dir: Path | None) -> _Fitted:
     """`fit` with the callbacks every run has: epoch timing, the NaN guard, Stop, the time budget, the backup."""
     timer, nan_guard, budget_over = EpochTimer(), StopOnNaN(), threading.Event()
-    stops = [event for event in (stop_event, budget_over) if event is not None]
-    all_callbacks = [timer, nan_guard, *model.training_callbacks(x_train), *callbacks, StopOnEvent(*stops)]
-    backup = ChiefBackupAndRestore(backup_dir, is_chief(strategy), model, timer) if backup_dir else None
+    stopper = StopOnEvent(stop_event, budget_over)
+    all_callbacks = [timer, nan_guard, *model.training_callbacks(x_train), *callbacks, stopper]
+    # a run stopped by hand keeps its backup, so the same command run again goes on from its last epoch
+    backup = (ChiefBackupAndRestore(backup_dir, is_chief(strategy), model, timer, keep=lambda: stopper.by_hand)
+              if backup_dir else None)
     if backup:
         all_callbacks.append(backup)  # after the callbacks that record what it backs up
     if settings.max_minutes:
@@ -337,7 +353,7 @@ def _fit(settings: TrainSettings, model: ZooModel, trainable: keras.Model, datas
     return _Fitted({k: [float(v) for v in vals] for k, vals in history.history.items()},
                    time.perf_counter() - started + sum(before_restart), before_restart + timer.seconds,
                    len(timer.seconds), backup.resumed_from_epoch if backup else 0,
-                   any(event.is_set() for event in stops))
+                   stopper.by_hand or budget_over.is_set(), stopper.by_hand)
 
 
 def _record(settings: TrainSettings, prepared: _Prepared, fitted: _Fitted, metrics: dict, train_examples: int,
@@ -353,6 +369,7 @@ def _record(settings: TrainSettings, prepared: _Prepared, fitted: _Fitted, metri
         **({"recipe_stage": recipe_stage} if recipe_stage else {}),
         "epochs_completed": fitted.epochs_completed,
         "stopped_early": fitted.stopped,
+        **({"stopped_by_hand": True} if fitted.stopped_by_hand else {}),
         "train_examples": train_examples,
         "replicas": replicas,
         **({"resumed_from_epoch": fitted.resumed_from_epoch} if fitted.resumed_from_epoch else {}),
@@ -414,6 +431,10 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         adapt_fit_to_strategy(trainable, strategy, dataset.element_spec)
 
     fitted = _fit(settings, prepared.model, trainable, dataset, x_train, strategy, callbacks, stop_event, backup_dir)
+    last_run = prepared.earlier_runs[-1] if prepared.earlier_runs else {}
+    if (fitted.resumed_from_epoch and last_run.get("stopped_by_hand")
+            and last_run.get("recipe_stage", "") == recipe_stage):
+        prepared = prepared.went_on_from_backup()
     devices = replica_devices(strategy)
     files = {}
     if is_chief(strategy):  # the chief writes the weights; the other workers hold the same values
@@ -456,18 +477,22 @@ def describe_recipe(name: str, dataset: str) -> list[str]:
 
 
 def stages_done(out_dir: Path, name: str, dataset: str) -> int:
-    """How many stages of the recipe the weights in `out_dir` have had, when they stopped part-way through it
-    (0 otherwise: a finished or foreign entry is rebuilt from the start)."""
+    """How many stages of the recipe the weights in `out_dir` have finished, when they stopped part-way through it
+    (0 otherwise: a finished or foreign entry is rebuilt from the start). A stage stopped by hand is unfinished."""
     entry = store.read_manifest(out_dir).get(catalogue.stem(name, dataset), {})
     done, _, total = entry.get("recipe_stage", "").partition("/")
-    stages = len(catalogue.spec(name).stages(dataset))
-    return int(done) if done.isdigit() and total == str(stages) and int(done) < stages else 0
+    if not (done.isdigit() and total == str(len(catalogue.spec(name).stages(dataset)))):
+        return 0
+    finished = int(done) - bool(entry.get("stopped_by_hand"))
+    return finished if finished < int(total) else 0
 
 
 def rebuild(name: str, dataset: str = "mnist", out_dir: Path | None = None, callbacks=(), stop_event=None,
             backup_dir: Path | None = None) -> list[TrainResult]:
     """Run the shipped recipe of `name` on `dataset`, every stage, into `out_dir` (default weights/). A recipe
-    stopped between stages goes on from the next one; `backup_dir` keeps each stage's per-epoch backup."""
+    stopped goes on from the stage it stopped in: from that stage's last epoch if `backup_dir`, which keeps each
+    stage's per-epoch backup, has it, else from that stage's start (a later stage from the weights saved at the
+    stop)."""
     out_dir = Path(out_dir) if out_dir else store.WEIGHTS_DIR
     stages = catalogue.spec(name).stages(dataset)
     results = []

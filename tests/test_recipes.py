@@ -110,6 +110,48 @@ def test_rebuild_runs_every_stage_and_goes_on_after_a_stop(mnist, tmp_path, monk
     assert training.stages_done(tmp_path / "again", "cnn", "mnist") == 0  # finished: a new rebuild starts over
 
 
+@pytest.mark.slow
+def test_a_stage_stopped_by_hand_goes_on_from_its_backup(mnist, tmp_path, monkeypatch):
+    """Stop (Ctrl-C) in the middle of a stage leaves it unfinished: its backup stays, and the same command run
+    again finishes that stage from its last epoch, then the rest; a time budget's end finishes a stage."""
+    (x_train, y_train), (x_test, y_test) = mnist
+    monkeypatch.setattr(training, "load_dataset", lambda name: ((x_train[:300], y_train[:300]),
+                                                                (x_test[:100], y_test[:100])))
+    tiny = {"filters": (4, 8), "dense_units": 8}
+    spec = ModelSpec("cnn", catalogue.SPECS["cnn"].model_class, ("mnist",), "tiny", recipe=(
+        Stage(1, batch_size=50, config=tiny), Stage(3, 5e-4, batch_size=50, seed=7)))
+    monkeypatch.setitem(catalogue.SPECS, "cnn", spec)
+    stop, backup = training.threading.Event(), tmp_path / "backup"
+
+    class StopInSecondEpoch(training.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.params["epochs"] == 3 and training.keras.ops.convert_to_numpy(
+                    self.model.optimizer.iterations) == 8:  # 6 batches an epoch: the 2nd of epoch 2
+                stop.set()
+
+    stopped = training.rebuild("cnn", "mnist", tmp_path / "out", callbacks=[StopInSecondEpoch()],
+                               stop_event=stop, backup_dir=backup)
+    entry = store.read_manifest(tmp_path / "out")["cnn-mnist"]
+    assert [r.stopped for r in stopped] == [False, True]
+    assert entry["recipe_stage"] == "2/2" and entry["stopped_by_hand"] and entry["epochs_completed"] == 2
+    assert training.stages_done(tmp_path / "out", "cnn", "mnist") == 1 and (backup / "stage2").is_dir()
+    assert not (backup / "stage1").exists()  # a finished stage's backup is gone
+
+    rest = training.rebuild("cnn", "mnist", tmp_path / "out", backup_dir=backup)
+    entry = store.read_manifest(tmp_path / "out")["cnn-mnist"]
+    assert [r.settings.seed for r in rest] == [7] and not rest[0].stopped and rest[0].epochs_completed == 1
+    assert entry["resumed_from_epoch"] == 2 and "stopped_by_hand" not in entry
+    assert [run["recipe_stage"] for run in entry["earlier_runs"]] == ["1/2"]  # the stopped run went on
+    assert entry["epochs_total"] == 4 and len(entry["seconds_per_epoch"]) == 3
+    assert training.stages_done(tmp_path / "out", "cnn", "mnist") == 0 and not any(backup.iterdir())
+
+    budgeted = ModelSpec("cnn", spec.model_class, ("mnist",), "tiny", recipe=(
+        Stage(50, batch_size=50, max_minutes=0.001, config=tiny), Stage(1, seed=7)))
+    monkeypatch.setitem(catalogue.SPECS, "cnn", budgeted)
+    over = training.rebuild("cnn", "mnist", tmp_path / "budget", stop_event=training.threading.Event())
+    assert [r.stopped for r in over] == [True, False]  # the budget ended stage 1 early, and stage 2 followed
+
+
 def test_front_end_head_start_copies_the_layers_that_fit(tmp_path):
     source, target = catalogue.build("cnn"), catalogue.build("cnn_multi")
     copied = training.copy_front_end(source, target)
