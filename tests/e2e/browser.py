@@ -85,13 +85,19 @@ def page_state(page) -> dict:
 
 
 def draw(page, strokes) -> None:
+    """Draw `strokes` on the canvas, each to the end of the rerun its mouse-up causes: waiting once for a drawing
+    of several strokes may return on the first stroke's rerun, before the last stroke reached the script."""
     canvas = page.locator(CANVAS)
     canvas.hover()  # moves the toolbar's hover box off the drawing area
     box = canvas.bounding_box()
     for stroke in strokes:
         points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*point, steps=8)
-        page.mouse.up()
+        act(page, lambda points=points: stroke_through(page, points))
+
+
+def stroke_through(page, points) -> None:
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=8)
+    page.mouse.up()

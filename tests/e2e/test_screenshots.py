@@ -34,14 +34,14 @@ def rendered(page) -> None:
 def interact(page, title: str) -> None:
     """What a visitor does first on each page, so the picture shows the page at work."""
     if title.startswith("Draw"):
-        act(page, lambda: draw(page, THREE))
+        draw(page, THREE)
         page.get_by_text(re.compile("CNN says")).wait_for()
         page.locator(f"{MAIN} [data-testid='stPlotlyChart'] .main-svg .barlayer").first.wait_for()  # the bars
     elif title.startswith("Two digits"):
         page.locator(CANVAS).wait_for()
-        act(page, lambda: draw(page, FOUR))
+        draw(page, FOUR)
         act(page, lambda: page.get_by_text("second digit", exact=True).click())
-        act(page, lambda: draw(page, ZERO))
+        draw(page, ZERO)
         page.get_by_text(re.compile("CapsNet's redrawings")).wait_for()
     elif title.startswith("Autoencoders"):  # salt & pepper on a test digit, every autoencoder's denoising
         page.get_by_text(re.compile("PSNR")).first.wait_for()

@@ -159,7 +159,7 @@ def test_every_page_keeps_its_state_on_a_round_trip(page, titles):
         drawn = page.locator(CANVAS_PAD).count() > 0
         if drawn:  # first the drawing alone: changing the widgets may switch the canvas for an upload
             page.locator(CANVAS).wait_for()
-            act(page, lambda: draw(page, THREE))
+            draw(page, THREE)
             shown = verdict_text(page)
             round_trip(title)
             assert verdict_text(page) == shown, f"{title}: the verdict on the drawing changed on the way back"
@@ -193,7 +193,7 @@ def test_layouts_fit(browser, server, titles, viewport):
             wait_idle(page)
             if page.locator(CANVAS_PAD).count():  # the canvas itself mounts a moment after the page is idle
                 page.locator(CANVAS).wait_for()
-                act(page, lambda: draw(page, THREE))
+                draw(page, THREE)
                 drawn.append(title)
                 verdict_text(page)
             problems = page.evaluate(LAYOUT)
