@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import catalogue, store
-from .capsnet import CapsNet, DigitCapsules, squash
+from .capsnet import CAPSNET_DESIGN, CapsNet, DigitCapsules, squash
 from .data import load_dataset
 from .preprocess import to_mnist
 
@@ -47,10 +47,11 @@ class TiledCapsNet(CapsNet):
     capsule_layer = TiledDigitCapsules
 
 
-CAPSNET_VARIANTS = {  # label: (class, config overrides), all on the same data
-    "shipped: BatchNorm conv stack, 256 primary capsules": (CapsNet, {"front_end": "stack"}),
-    "before: one 9×9 conv, 576 primary capsules": (CapsNet, {"front_end": "single"}),
-    "before, with the tiled reference routing": (TiledCapsNet, {"front_end": "single"}),
+CAPSNET_VARIANTS = {  # label: (class, config overrides), all on the same data; the first is what ships
+    "shipped: conv stack, strides 1,2,2,2, 64 primary caps": (CapsNet, CAPSNET_DESIGN),
+    "before: conv stack, strides 1,1,2,2, 256 primary caps": (CapsNet, {"front_end": "stack"}),
+    "before that: one 9×9 conv, 576 primary capsules": (CapsNet, {"front_end": "single"}),
+    "before that, with the tiled reference routing": (TiledCapsNet, {"front_end": "single"}),
 }
 
 
