@@ -350,14 +350,19 @@ class MultiCNN(ZooModel):
 # all: capsnet_multi 89.3 → 90.7 %, cnn_multi 90.7 → 91.2 %). On the strided CapsNet design both train about as
 # many pairs a second (`bench multimnist`), so both run about as many epochs.
 BUDGET_MINUTES = 75
+
+
+def budgeted_recipe(front_end_from: str, config: dict | None = None) -> tuple[Stage, Stage]:
+    """The one recipe both MultiMNIST models train with, from the MNIST model `front_end_from`."""
+    return (Stage(100, lr_decay=0.94, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from=front_end_from,
+                  config=dict(config or {})),
+            Stage(100, 3e-4, 0.95, batch_size=100, max_minutes=BUDGET_MINUTES))
+
+
 SPECS = [
     ModelSpec("capsnet_multi", MultiCapsNet, ("mnist",), "CapsNet on MultiMNIST (two overlapping digits)",
-              recipe=(Stage(100, lr_decay=0.94, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="capsnet",
-                            config=CAPSNET_DESIGN),
-                      Stage(100, 3e-4, 0.95, batch_size=100, max_minutes=BUDGET_MINUTES))),
-    ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST",
-              recipe=(Stage(100, lr_decay=0.94, batch_size=100, max_minutes=BUDGET_MINUTES, front_end_from="cnn"),
-                      Stage(100, 3e-4, 0.95, batch_size=100, max_minutes=BUDGET_MINUTES))),
+              recipe=budgeted_recipe("capsnet", CAPSNET_DESIGN)),
+    ModelSpec("cnn_multi", MultiCNN, ("mnist",), "CNN baseline on MultiMNIST", recipe=budgeted_recipe("cnn")),
 ]
 
 
