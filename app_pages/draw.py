@@ -98,22 +98,31 @@ def pose_explorer(image: np.ndarray, reading: dict):
     cols = st.columns([1, 1, 2])
     with cols[0]:
         ui.show_digit(image, "your input, as the models see it (28×28)")
-    chosen = st.session_state[ui.kept("pose_class", reading["winner"])]
+    winner, lengths = reading["winner"], reading["lengths"]
+    chosen = st.session_state[ui.kept("pose_class", winner)]
+    strong = chosen != winner and st.session_state[ui.kept("pose_strong", False)]
     sliding = st.session_state[ui.kept("pose_open", False)]  # the sliders only for those who open them
     offsets = np.array([st.session_state[ui.kept(f"pose_{d}", 0.0)] for d in range(POSE_DIMS)], np.float32)
     if not sliding:
         offsets[:] = 0.0
     with cols[1]:
-        if chosen == reading["winner"] and not offsets.any():
+        if chosen == winner and not offsets.any():
             redrawn = reading["redrawn"]
         else:
             pose = reading["poses"].copy()
             pose[chosen] += offsets
-            redrawn = capsnet.reconstruct(pose[None], chosen)[0]
-        ui.show_digit(redrawn, f"redrawn from capsule {chosen}")
+            redrawn = capsnet.reconstruct(pose[None], chosen, lengths[winner] if strong else None)[0]
+        ui.show_digit(redrawn, f"redrawn from capsule {chosen}" + (" at the winner's length" if strong else ""))
     with cols[2]:
         st.selectbox("Redraw as digit", list(range(10)), key="pose_class",
                      help="The decoder can redraw your input from any digit capsule, not only the winner.")
+        if chosen != winner:
+            st.toggle("At the winner's length", key="pose_strong",
+                      help="Scale this capsule up to the winner's length, keeping its direction.")
+            st.caption(f"Capsule {chosen} is {lengths[chosen]:.2f} long (the winning {winner}: "
+                       f"{lengths[winner]:.2f}): the CapsNet sees little of digit {chosen} here, and the decoder "
+                       "draws a short capsule faintly. At the winner's length you see what the capsule holds, drawn "
+                       "as strongly as the winner.")
         # sixteen sliders were a third of a stroke's server CPU: they are drawn when opened
         st.toggle("Slide the 16 pose dimensions", value=sliding, key="pose_open")
         st.caption("Each slider adds to one of the capsule's 16 pose dimensions, as in Fig. 4 of Sabour et al. "

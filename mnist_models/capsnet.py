@@ -319,13 +319,17 @@ class CapsuleReadout:
             traced = [t.numpy() for t in self._route(tf.convert_to_tensor(batch))]
         return RoutingTrace(*traced, self._spread, self.size)
 
-    def reconstruct(self, poses: np.ndarray, classes) -> np.ndarray:
-        """Redraw from the pose of capsule `classes` (one int, or one per image): any class, not only the winner."""
+    def reconstruct(self, poses: np.ndarray, classes, at_length: float | None = None) -> np.ndarray:
+        """Redraw from the pose of capsule `classes` (one int, or one per image): any class, not only the winner.
+        A losing capsule is short, and the decoder draws a short capsule faintly; `at_length` first scales the
+        chosen capsule to that length, keeping its direction (what it holds, drawn as strongly as a winner)."""
         poses = np.asarray(poses, np.float32).reshape(-1, 10, self.config.digit_dim)
         classes = np.broadcast_to(np.asarray(classes, np.int64), (len(poses),))
         if np.any((classes < 0) | (classes > 9)):
             raise ValueError("class must be between 0 and 9")
         masked = poses * np.eye(10, dtype=np.float32)[classes][:, :, None]
+        if at_length is not None:
+            masked *= at_length / np.maximum(np.linalg.norm(masked, axis=(1, 2), keepdims=True), 1e-12)
         with self.lock:
             return self._decode(tf.convert_to_tensor(masked.reshape(len(poses), -1))).numpy()
 

@@ -50,8 +50,16 @@ def test_draw_page_hint_then_prediction_then_pose(mnist):
     assert any([i.caption for i in im.proto.imgs] == ["iteration 1", "iteration 2", "iteration 3"] for im in images)
 
     before = at.session_state["pose_class"]
+    assert not any(t.key == "pose_strong" for t in at.toggle)  # offered only for a losing capsule
     at.selectbox(key="pose_class").set_value(3).run()
     assert at.session_state["pose_class"] == 3 != before
+    # a losing capsule is short: the page says so, and offers to draw it at the winner's length
+    assert any(c.value.startswith("Capsule 3 is 0.") and "faintly" in c.value for c in at.caption)
+    faint = next(i for i in at.get("image") if i.proto.imgs[0].caption == "redrawn from capsule 3")
+    at.toggle(key="pose_strong").set_value(True).run()
+    strong = next(i for i in at.get("image")
+                  if i.proto.imgs[0].caption == "redrawn from capsule 3 at the winner's length")
+    assert strong.proto.imgs[0].url != faint.proto.imgs[0].url
     at.slider(key="pose_4").set_value(0.25).run()
     assert not at.exception and at.session_state["pose_4"] == 0.25
     at.button[0].click().run()  # reset pose
