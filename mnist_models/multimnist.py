@@ -250,8 +250,12 @@ class MultiCapsNet(CapsuleReadout, ZooModel):
 
     def _reading(self, lengths: np.ndarray, poses: np.ndarray) -> PairReading:
         digits = _top_two(lengths)
-        redrawn = np.stack([self.reconstruct(poses, digits[:, k]) for k in range(2)], 1)
-        return PairReading(digits, lengths, redrawn)
+        return PairReading(digits, lengths, self.redraw_each(poses, digits))
+
+    def redraw_each(self, poses: np.ndarray, digits: np.ndarray) -> np.ndarray:
+        """Each of two digits (B, 2) redrawn from its own capsule, in one pass through the decoder: (B, 2, H, W)."""
+        redrawn = self.reconstruct(np.repeat(poses, 2, axis=0), np.asarray(digits).reshape(-1))
+        return redrawn.reshape(len(poses), 2, *redrawn.shape[1:])
 
     needs_scorer = True
 
@@ -266,8 +270,7 @@ class MultiCapsNet(CapsuleReadout, ZooModel):
             trace = self.route(pairs.images[index])  # the answer and the routing, from one pass
             attribution = [routing_attribution(trace, pairs.digits[index], pairs.labels[index], it)
                            for it in (0, trace.iterations - 1)]
-            redrawn = [self.reconstruct(trace.poses, pairs.labels[index, k]) for k in range(2)]
-            return trace.lengths[:, -1], np.stack(redrawn, 1), *attribution
+            return trace.lengths[:, -1], self.redraw_each(trace.poses, pairs.labels[index]), *attribution
         lengths, redrawn, first, last = predict_batches(run, np.arange(len(pairs.labels)), 500)
         corr = correlation(redrawn, pairs.digits)
         result = {**_scores(lengths, pairs.labels), "redraw_mse": float(np.mean((redrawn - pairs.digits) ** 2)),
