@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
@@ -57,12 +58,13 @@ def _train(args) -> int:
         distribute.split_cpu(args.logical_cpus)
     progress = training.TerminalProgress()
     stop = threading.Event()
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")  # as the manifest stamps it
 
     def stop_gracefully(signum, frame):
         if stop.is_set():
             # a second signal abandons the run at once: an exception raised here would leave TensorFlow's threads
             # running and the process alive
-            print("\nAbandoned: nothing was saved.", flush=True)
+            print("\nAbandoned: " + _what_was_saved(out, args.model, args.dataset, started_at), flush=True)
             os._exit(130)
         stop.set()  # before the message: a second press that answers the message must find it set
         print("\nStopping after this batch; the model is scored and saved. Press Ctrl-C again to abandon it.",
@@ -87,6 +89,19 @@ def _train(args) -> int:
         print("Stopped part-way through the recipe: run the same command again to go on from where it stopped"
               + (f" (the backup in {backup} keeps its last epoch)." if backup else "."), flush=True)
     return 0
+
+
+def _what_was_saved(out: Path, model: str, dataset: str, since: str) -> str:
+    """The weights are saved before they are scored, so a run abandoned while scoring has saved them."""
+    from . import catalogue, store
+
+    entry = store.read_manifest(out).get(catalogue.stem(model, dataset), {})
+    if entry.get("trained_at", "") < since:
+        return "nothing was saved."
+    if entry.get("metrics"):
+        return f"the weights were saved and scored before that, in {out}."
+    return (f"the weights were saved in {out} before that, but not scored; score them with: python -m mnist_models "
+            f"evaluate {model} --dataset {dataset} --weights {out} --record")
 
 
 def _config_overrides(pairs: list[str]) -> dict:

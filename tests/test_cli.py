@@ -85,3 +85,19 @@ def test_train_starts_from_given_weights_or_says_why_not(tmp_path):
     shipped = store.read_manifest()["ae_vanilla-mnist"]
     assert started["from"] == "shipped" and started["dataset"] == "mnist"
     assert started["weights_sha256"] == {part: f["sha256"] for part, f in shipped["weights"].items()}
+
+
+def test_an_abandoned_run_says_whether_its_weights_were_saved(tmp_path):
+    """A second Ctrl-C can come while the saved weights are being scored: the message then says they were saved,
+    and how to score them."""
+    from mnist_models.cli import _what_was_saved
+
+    since = "2026-11-30T20:00:00+00:00"
+    assert _what_was_saved(tmp_path, "cnn", "mnist", since) == "nothing was saved."
+    store.update_manifest("cnn-mnist", {"trained_at": "2026-11-30T19:59:59+00:00", "metrics": {}}, tmp_path)
+    assert _what_was_saved(tmp_path, "cnn", "mnist", since) == "nothing was saved."  # an earlier run's weights
+    store.update_manifest("cnn-mnist", {"trained_at": since, "metrics": {}}, tmp_path)
+    unscored = _what_was_saved(tmp_path, "cnn", "mnist", since)
+    assert "saved" in unscored and f"evaluate cnn --dataset mnist --weights {tmp_path} --record" in unscored
+    store.update_manifest("cnn-mnist", {"trained_at": since, "metrics": {"test_accuracy": 0.9}}, tmp_path)
+    assert "saved and scored" in _what_was_saved(tmp_path, "cnn", "mnist", since)

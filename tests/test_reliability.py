@@ -65,7 +65,7 @@ def test_ctrl_c_once_saves_the_model_and_twice_abandons_the_run(tmp_path):
     code, entry, output = outcomes[1]
     assert code == 0 and entry["stopped_early"] and "test_accuracy" in entry["metrics"], output[-2000:]
     code, entry, output = outcomes[2]
-    assert code == 130 and entry is None and "Abandoned" in output, output[-2000:]
+    assert code == 130 and entry is None and "Abandoned: nothing was saved." in output, output[-2000:]
 
 
 def test_broken_shipped_weights_name_the_file_and_the_fix_and_other_pages_work(tmp_path, monkeypatch, mnist):
