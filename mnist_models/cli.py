@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import signal
@@ -58,7 +57,7 @@ def _train(args) -> int:
         distribute.split_cpu(args.logical_cpus)
     progress = training.TerminalProgress()
     stop = threading.Event()
-    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")  # as the manifest stamps it
+    started_at = training.run_stamp()
 
     def stop_gracefully(signum, frame):
         if stop.is_set():
@@ -93,15 +92,15 @@ def _train(args) -> int:
 
 def _what_was_saved(out: Path, model: str, dataset: str, since: str) -> str:
     """The weights are saved before they are scored, so a run abandoned while scoring has saved them."""
-    from . import catalogue, store
+    from . import catalogue, store, training
 
     entry = store.read_manifest(out).get(catalogue.stem(model, dataset), {})
     if entry.get("trained_at", "") < since:
         return "nothing was saved."
     if entry.get("metrics"):
         return f"the weights were saved and scored before that, in {out}."
-    return (f"the weights were saved in {out} before that, but not scored; score them with: python -m mnist_models "
-            f"evaluate {model} --dataset {dataset} --weights {out} --record")
+    return (f"the weights were saved in {out} before that, but not scored; score them with: "
+            f"{training.scoring_command(model, dataset, out)}")
 
 
 def _config_overrides(pairs: list[str]) -> dict:

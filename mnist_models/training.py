@@ -382,13 +382,23 @@ def _record(settings: TrainSettings, prepared: _Prepared, fitted: _Fitted, metri
         "history": fitted.history,
         "versions": package_versions(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "trained_at": run_stamp(),
         # all the epochs and time its weights have had: earlier runs of a resumed model, the weights it started from
         "epochs_total": fitted.epochs_completed + fitted.resumed_from_epoch + prepared.epochs_before,
         **({"earlier_runs": prepared.earlier_runs} if prepared.earlier_runs else {}),
         **({"seconds_all_runs": round(fitted.seconds + prepared.seconds_before, 1)}
            if prepared.seconds_before else {}),
     }
+
+
+def run_stamp() -> str:
+    """Now, as a manifest entry's `trained_at` records it: UTC to the second, so stamps compare as text."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def scoring_command(model: str, dataset: str, out_dir: Path) -> str:
+    """The command that scores weights saved but not scored, and records the figures in their manifest."""
+    return f"python -m mnist_models evaluate {model} --dataset {dataset} --weights {out_dir} --record"
 
 
 def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), stop_event=None,
@@ -445,8 +455,7 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
         metrics = store.evaluate(prepared.model, x_test, y_test)
     except Exception as err:
         raise RuntimeError(f"the trained weights were saved in {out_dir}, but scoring them failed ({err}); score "
-                           f"them with: python -m mnist_models evaluate {settings.model} --dataset "
-                           f"{settings.dataset} --weights {out_dir} --record") from err
+                           f"them with: {scoring_command(settings.model, settings.dataset, out_dir)}") from err
     if files:
         store.record_metrics(settings.model, settings.dataset, metrics, out_dir, stamp=False)
     return TrainResult(settings, prepared.model, metrics, files, fitted.epochs_completed, fitted.stopped,
