@@ -245,6 +245,20 @@ def image_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, max
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def batch_norm_from_one_batch(norms: list, forward) -> None:
+    """Set the moving statistics of the BatchNorm layers `norms` to those of one batch, which `forward()` runs
+    through the network in training mode. Averaged weights (an EMA) need this: their layers' moving statistics
+    were gathered with the live weights the average replaces (as SWA does, Izmailov et al. 2018)."""
+    momenta = [norm.momentum for norm in norms]
+    try:
+        for norm in norms:
+            norm.momentum = 0.0  # the moving statistics become this batch's
+        forward()
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+
+
 def predict_batches(fn, x: np.ndarray, batch_size: int = 1000) -> list[np.ndarray]:
     """Run `fn` (numpy batch → tuple of arrays) over `x` in batches and concatenate each output."""
     outs = [fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]

@@ -29,7 +29,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from . import metrics
-from .base import Config, ModelSpec, Stage, ZooModel, as_images, predict_batches, to_float
+from .base import Config, ModelSpec, Stage, ZooModel, as_images, batch_norm_from_one_batch, predict_batches, to_float
 from .data import load_dataset
 
 KINDS = ("mlp", "dcgan", "acgan", "aeacgan")
@@ -277,19 +277,12 @@ class AdversarialNetwork(keras.Model):
                  if isinstance(layer, (layers.BatchNormalization, ConditionalBatchNorm))]
         if not norms:
             return
-        momenta = [norm.momentum for norm in norms]
-        try:
-            for norm in norms:
-                norm.momentum = 0.0  # the moving statistics become this batch's
-            inputs = self._generator_inputs(samples)[0]
-            if encoded is not None:
-                codes, classes = encoded(samples // 2)
-                inputs = [ops.concatenate([inputs[0][:samples - len(codes)], codes], axis=0),
-                          ops.concatenate([inputs[1][:samples - len(codes)], classes], axis=0)]
-            self.generator(inputs, training=True)
-        finally:
-            for norm, momentum in zip(norms, momenta, strict=True):
-                norm.momentum = momentum
+        inputs = self._generator_inputs(samples)[0]
+        if encoded is not None:
+            codes, classes = encoded(samples // 2)
+            inputs = [ops.concatenate([inputs[0][:samples - len(codes)], codes], axis=0),
+                      ops.concatenate([inputs[1][:samples - len(codes)], classes], axis=0)]
+        batch_norm_from_one_batch(norms, lambda: self.generator(inputs, training=True))
 
     def _noise(self, batch):
         shape = (batch, self.config.latent_dim)

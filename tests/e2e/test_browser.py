@@ -3,7 +3,7 @@
 import re
 import time
 
-from tests.e2e.browser import choose, draw
+from tests.e2e.browser import act, choose, draw
 from tests.e2e.conftest import wait_idle
 
 
@@ -59,6 +59,14 @@ def test_draw_a_one_and_a_seven(page):
                                     .every(img => img.complete && img.naturalWidth > 0)""")  # every picture drawn
     page.get_by_text(re.compile(r"capsule 7: [\d.]+ after iteration 1")).wait_for()  # the lengths chart's caption
     page.screenshot(path="test-artifacts/draw-seven.png", full_page=True)
+
+    # a losing capsule: redrawn faintly, says why, and can be drawn at the winner's length
+    choose(page, "Redraw as digit", "1")
+    page.get_by_text(re.compile(r"^Capsule 1 is [\d.]+ long \(the winning 7: [\d.]+\)")).wait_for()
+    page.get_by_text("redrawn from capsule 1", exact=True).wait_for()
+    act(page, lambda: page.get_by_text("At the winner's length", exact=True).click())
+    page.get_by_text("redrawn from capsule 1 at the winner's length", exact=True).wait_for()
+    page.screenshot(path="test-artifacts/draw-seven-as-one.png", full_page=True)
     print(f"stroke to verdict: first stroke {stroke_to_result:.2f} s, next {warm_stroke_to_result:.2f} s "
           "(the canvas itself waits 0.2 s after a stroke before it sends the drawing)")
 
