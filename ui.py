@@ -312,15 +312,28 @@ ROUTING_COLOURS = ((1.0, 0.55, 0.0), (0.2, 0.55, 1.0))  # the winner's capsule o
 
 def claimed_strokes(ink: np.ndarray, heats: np.ndarray, scale: float, colours, size: int = 140) -> bytes:
     """The strokes of a drawing (H, W) coloured by which capsule claims them: each pixel mixes the capsules'
-    colours in proportion to their heat maps there (K, H, W), and is brighter where more vote goes (relative to
-    `scale`, one value for every picture that is compared). A PNG."""
+    colours in proportion to their (non-negative) maps there (K, H, W), grey where no capsule claims it, and is
+    brighter where more goes to them (relative to `scale`, one value for every picture that is compared). A PNG."""
     total = heats.sum(0)
     shares = heats / np.maximum(total, 1e-8)
     colour = np.einsum("khw,kc->hwc", shares, np.asarray(colours, np.float32))
+    colour += (1.0 - shares.sum(0))[..., None] * 0.5  # unclaimed ink: grey
     strength = 0.35 + 0.65 * np.clip(total / max(scale, 1e-8), 0, 1)
     rgb = colour * (np.clip(ink, 0, 1) * strength)[..., None]
     picture = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
     return png(picture.resize((size, size), Image.Resampling.NEAREST))
+
+
+def routed_strokes(image: np.ndarray, trace, digits, iterations, colours, size: int) -> list[bytes]:
+    """One picture per routing iteration in `iterations`: the strokes of `image` (H, W) coloured by which of
+    `digits` (capsules the trace has pixel maps for) each pixel adds more to (`RoutingTrace.pixel_map`, its
+    positive part), brightness on one scale for all of them (the 95th percentile over the ink, so a few strong
+    pixels do not leave the rest dark)."""
+    heat = np.stack([[np.maximum(trace.pixel_map(d, it)[0], 0) for d in digits] for it in iterations])
+    totals = heat.sum(1)
+    inked = totals[:, image > 0.3]
+    scale = float(np.percentile(inked, 95)) if inked.size else 1.0
+    return [claimed_strokes(image, heat[k], scale, colours, size) for k in range(len(iterations))]
 
 
 def lengths_by_iteration_png(lengths: np.ndarray, winner: int, runner_up: int, width: int = 330,

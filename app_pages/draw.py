@@ -12,9 +12,10 @@ from mnist_models import store
 
 st.title("Draw & classify")
 cnn, capsnet = ui.model_or_stop("cnn"), ui.model_or_stop("capsnet")
-ROUTING_HELP = ("Each stroke is coloured by the capsule its primary capsules send more of their vote to "
-                "(coupling × vote length, spread over the part of your drawing each primary capsule sees), and is "
-                "brighter where more of the vote goes.")
+ROUTING_HELP = ("Each pixel of your strokes is coloured by the capsule it adds more to: its share of the votes "
+                "that reach the capsule at that iteration (gradient × input of the couplings times the votes' "
+                "agreement with the capsule, traced back through the convolutions), grey where it adds to neither, "
+                "brighter where it adds more.")
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -25,10 +26,7 @@ def read_drawing(image: np.ndarray, weights: tuple[str, str]) -> dict:
     trace = capsnet.route(image)  # the CapsNet's answer and how its capsules routed, in one pass
     lengths, poses = trace.lengths[0, -1], trace.poses
     winner, runner_up = (int(d) for d in np.argsort(-lengths)[:2])
-    heat = np.stack([[trace.heatmap(d, it)[0] for d in (winner, runner_up)] for it in range(trace.iterations)])
-    scale = float(heat.sum(1).max())  # one scale for every picture: brightness compares across iterations
-    overlays = [ui.claimed_strokes(image, heat[it], scale, ui.ROUTING_COLOURS, 120)
-                for it in range(trace.iterations)]
+    overlays = ui.routed_strokes(image, trace, (winner, runner_up), range(trace.iterations), ui.ROUTING_COLOURS, 120)
     return {"cnn": cnn_probs, "caps": lengths / lengths.sum(), "lengths": lengths, "poses": poses[0],
             "winner": winner, "runner_up": runner_up, "overlays": overlays,
             "lengths_chart": ui.lengths_by_iteration_png(trace.lengths[0], winner, runner_up),

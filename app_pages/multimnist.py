@@ -82,11 +82,9 @@ def read(image: np.ndarray, pens: np.ndarray, weights: tuple[str, str]) -> dict:
     # the redrawing that lies on the red strokes comes first, so red stays red; the CNN's answers follow that order
     order = list(multimnist.pen_order(reading.redrawn[0], pens))
     digits = [int(reading.digits[0, k]) for k in order]
-    heat = np.stack([[trace.heatmap(d, it)[0] for d in digits] for it in (0, trace.iterations - 1)])
-    scale = float(heat.sum(1).max())  # one scale for both iterations
     return {"digits": digits, "lengths": reading.lengths[0], "redrawn": reading.redrawn[0][order],
             "cnn": multimnist.in_order_of(baseline.digits[0], digits), "cnn_scores": baseline.lengths[0],
-            "routing": [ui.claimed_strokes(image, heat[it], scale, PEN_COLOURS, 180) for it in range(2)],
+            "routing": ui.routed_strokes(image, trace, digits, (0, trace.iterations - 1), PEN_COLOURS, 180),
             "iterations": trace.iterations, "redrawn_as": capsnet.reconstruct(np.repeat(trace.poses, 10, 0), range(10))}
 
 

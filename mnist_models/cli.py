@@ -148,11 +148,10 @@ def _classifiers_and_test_set(args):
 
 def _evaluate_robustness(args) -> int:
     from . import transforms
-    from .base import to_float
 
     models, x_test, y_test = _classifiers_and_test_set(args)
     images = x_test[: args.limit] if args.limit else x_test
-    result = transforms.robustness(models, to_float(images), y_test[: len(images)])
+    result = transforms.robustness(models, images, y_test[: len(images)])
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
@@ -260,8 +259,9 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score the shipped weights on the full test set")
     e.add_argument("model", choices=[*SPECS, "robustness", "photos"],
-                   help="a model; 'robustness': shipped CNN and CapsNet on seeded affine test sets; 'photos': the same "
-                        "two on synthetic photos of digits on paper, per condition")
+                   help="a model; 'robustness': shipped CNN and CapsNet on seeded affine test sets and on "
+                        "out-of-distribution sets drawn through the canvas path (the first 2,000 test digits); "
+                        "'photos': the same two on synthetic photos of digits on paper, per condition")
     e.add_argument("--dataset", choices=data.DATASETS, default="mnist")
     e.add_argument("--limit", type=int, default=0,
                    help="robustness: score the first N test images; photos: N MNIST digits per condition (100)")

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from .base import as_images, predict_batches
+from .base import as_images, predict_batches, to_float
 
 CENTRE = np.array([13.5, 13.5])  # the geometric centre of a 28×28 frame in pixel-index coordinates
 
@@ -113,12 +113,20 @@ def benchmark_sets(images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def robustness(models: dict, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Accuracy of each model on each fixed transform of the test set."""
-    sets = benchmark_sets(images, seed)
+OOD_DIGITS = 2000  # test digits each out-of-distribution set is made from (each goes through the canvas path)
 
-    def accuracy(model, batch):
+
+def robustness(models: dict, digits: np.ndarray, labels: np.ndarray, seed: int = 0,
+               ood_digits: int = OOD_DIGITS) -> dict[str, dict[str, float]]:
+    """Accuracy of each model on each fixed transform of the uint8 test `digits`, and on the out-of-distribution
+    sets of `ood.ood_sets` made from the first `ood_digits` of them."""
+    from . import ood
+
+    sets = {name: (batch, labels) for name, batch in benchmark_sets(to_float(digits), seed).items()}
+    sets.update(ood.ood_sets(digits[:ood_digits], labels[:ood_digits], seed))
+
+    def accuracy(model, batch, truth):
         (probs,) = predict_batches(lambda b: (model.classify(b),), batch, 500)
-        return float(np.mean(probs.argmax(1) == labels))
+        return float(np.mean(probs.argmax(1) == truth))
 
-    return {name: {key: accuracy(model, batch) for key, batch in sets.items()} for name, model in models.items()}
+    return {name: {key: accuracy(model, *batch) for key, batch in sets.items()} for name, model in models.items()}

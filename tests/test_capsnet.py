@@ -145,7 +145,7 @@ def test_primary_capsules_sit_on_a_grid_of_places(strides, sides):
     """The stack front end: the shipped strides make a 2×2 grid of places on 28×28 inputs (3×3 on MultiMNIST's
     36×36), the strides before a 4×4 one (6×6), with `primary_types` capsules at each; the boxes each place
     sees are on the same grid."""
-    from mnist_models.capsnet import CAPSNET_DESIGN, build_capsule_encoder, receptive_boxes
+    from mnist_models.capsnet import CAPSNET_DESIGN, build_capsule_encoder
 
     assert tuple(CAPSNET_DESIGN["stack_strides"]) == (1, 2, 2, 2)
     config = dataclasses.replace(TINY, stack_strides=strides)
@@ -153,7 +153,6 @@ def test_primary_capsules_sit_on_a_grid_of_places(strides, sides):
         encoder = build_capsule_encoder(config, size=size)
         assert encoder.get_layer("primary_conv").output.shape[1:3] == (side, side)
         assert encoder.get_layer("digit_capsules").n_in == side * side * TINY.primary_types
-        assert len(receptive_boxes(config, size)) == side * side
     with pytest.raises(ValueError, match="stack_strides needs 4"):
         build_capsule_encoder(dataclasses.replace(TINY, stack_strides=(1, 2)))
 
@@ -177,7 +176,7 @@ def test_shipped_capsnet_reads_drawn_digits(mnist):
 @pytest.mark.parametrize("name", ["capsnet", "capsnet_multi"])
 def test_routing_trace_is_the_routing_the_model_runs(name, mnist):
     """Coupling rows sum to 1, the first iteration's are uniform (priors start at zero), the last iteration's
-    lengths are the model's output, and a heat map holds exactly the weight the primary capsules sent."""
+    lengths are the model's output, and the pixel maps are for the two longest capsules."""
     from mnist_models import multimnist
 
     _, (x_test, y_test) = mnist
@@ -201,23 +200,34 @@ def test_routing_trace_is_the_routing_the_model_runs(name, mnist):
         np.testing.assert_array_equal(routed.digits, reading.digits)
         np.testing.assert_allclose(routed.redrawn, reading.redrawn, atol=1e-5)
     np.testing.assert_allclose(trace.lengths[:, -1], lengths, atol=1e-5)
-    winner = lengths.argmax(1)
-    for iteration in range(3):
-        heat = trace.heatmap(winner, iteration)
-        assert heat.shape == (6, size, size) and heat.min() >= 0
-        np.testing.assert_allclose(heat.sum((1, 2)), trace.sent(winner, iteration).sum(1), rtol=1e-5)
+    np.testing.assert_array_equal(trace.mapped, np.argsort(-lengths, 1, kind="stable")[:, :2])
+    assert trace.maps.shape == (6, 2, 3, size, size) and np.isfinite(trace.maps).all()
+    assert np.abs(trace.pixel_map(lengths.argmax(1), 2)).sum() > 0
     with pytest.raises(ValueError, match="shape"):
         model.route(np.zeros((2, size + 1, size + 1)))
 
 
-def test_receptive_fields_cover_the_input_and_move_with_the_grid():
-    from mnist_models.capsnet import receptive_boxes, spread_matrix
-
-    for strides, side in (((1, 2, 2, 2), 3), ((1, 1, 2, 2), 6)):  # on MultiMNIST's 36×36
-        config = CapsNetConfig(front_end="stack", stack_strides=strides)
-        boxes = receptive_boxes(config, 36)
-        assert len(boxes) == side * side and boxes[:, [0, 2]].min() == 0 and boxes[:, [1, 3]].max() == 36
-        # row-major, a row first: along it the boxes move right (the edge ones clipped), all at the same height
-        row = boxes[:side]
-        assert np.all(np.diff(row[:, 2]) >= 0) and row[-1, 2] > row[0, 2] and np.all(row[:, 0] == row[0, 0])
-        np.testing.assert_allclose(spread_matrix(config, 36).sum(1), 1.0, rtol=1e-6)
+def test_pixel_maps_are_gradient_times_input_of_the_agreement_reaching_each_capsule():
+    """Against a direct computation that builds the votes û_j|i = W_ij u_i: for digit j at iteration t, gradient
+    × input of Σ_i c_ij(t) ⟨û_j|i, v_j⟩ with c and v held fixed. Maps only exist for the capsules asked for."""
+    tf.keras.utils.set_random_seed(5)
+    model = CapsNet(dataclasses.replace(TINY, stack_strides=(1, 1, 2, 2)))
+    images = np.random.default_rng(0).uniform(0, 1, (3, 28, 28)).astype(np.float32)
+    digits = np.array([[3, 7], [0, 1], [9, 2]])
+    trace = model.route(images, digits)
+    np.testing.assert_array_equal(trace.mapped, digits)
+    primary = tf.keras.Model(model.encoder.inputs, model.encoder.get_layer("primary_squash").output)
+    capsules = model.encoder.get_layer("digit_capsules")
+    w = tf.reshape(capsules.W, (capsules.n_in, capsules.d_in, 10, capsules.dim))
+    x = tf.constant(images)
+    for iteration in range(3):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            votes = tf.einsum("bne,nekd->bnkd", primary(x), w)  # û_j|i, (B, n_in, 10, d)
+            agreement = tf.einsum("bnkd,bkd->bnk", votes, tf.constant(trace.poses))  # ⟨û_j|i, v_j⟩
+            reaching = tf.reduce_sum(tf.constant(trace.coupling[:, iteration]) * agreement, 1)  # (B, 10)
+            chosen = tf.reduce_sum(tf.gather(reaching, digits[:, 0], batch_dims=1))
+        expected = (tape.gradient(chosen, x) * x).numpy()
+        np.testing.assert_allclose(trace.pixel_map(digits[:, 0], iteration), expected, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="no pixel map for capsule"):
+        trace.pixel_map(5, 0)

@@ -161,17 +161,14 @@ def test_baseline_answers_follow_the_pen_order(digits, reference, expected):
 
 
 def test_routing_attribution_is_the_share_of_each_digits_ink_its_capsule_claims():
-    """A made-up trace whose heat maps are the two digits themselves gives each digit all its ink; swapped, none."""
+    """A made-up trace whose pixel maps are the two digits themselves gives each digit all its ink; swapped, none."""
     from mnist_models.capsnet import RoutingTrace
 
     size = 4
     digits = np.zeros((1, 2, size, size), np.float32)
     digits[0, 0, :2], digits[0, 1, 2:] = 1.0, 0.5
-    places = size * size  # one capsule per pixel, spread onto that pixel only
-    coupling = np.full((1, 1, places, 10), 0.1, np.float32)
-    votes = np.zeros((1, places, 10), np.float32)
-    votes[0, :, 3], votes[0, :, 8] = digits[0, 0].ravel(), digits[0, 1].ravel()
-    trace = RoutingTrace(coupling, votes, np.zeros((1, 1, 10)), np.zeros((1, 10, 16)), np.eye(places, dtype=np.float32),
-                         size)
+    maps = digits[:, :, None]  # (1, 2 mapped capsules, 1 iteration, H, W)
+    trace = RoutingTrace(np.full((1, 1, 4, 10), 0.1, np.float32), np.zeros((1, 4, 10), np.float32),
+                         np.zeros((1, 1, 10)), np.zeros((1, 10, 16)), np.array([[3, 8]]), maps)
     np.testing.assert_allclose(mm.routing_attribution(trace, digits, np.array([[3, 8]]), 0), [[1.0, 1.0]])
     np.testing.assert_allclose(mm.routing_attribution(trace, digits, np.array([[8, 3]]), 0), [[0.0, 0.0]])
