@@ -58,10 +58,8 @@ with controls:
         if rgba is None:
             st.info("✏️ Draw a digit in red, then another one in green on top of it.")
             st.stop()
-        red, green = (rgba[..., c].astype(np.float32) / 255 for c in (0, 1))
-        inks = np.stack([np.where(red > green + 0.15, red, 0), np.where(green > red + 0.15, green, 0)])
         try:
-            mine = multimnist.to_multimnist(inks)
+            mine = multimnist.to_multimnist(multimnist.pen_inks(rgba))
         except BlankDrawingError as err:
             st.info(f"✏️ {str(err)[0].upper()}{str(err)[1:]}.")
             st.stop()

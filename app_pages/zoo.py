@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from mnist_models import store
+from mnist_models import ood, store
 
 st.title("Model zoo")
 try:
@@ -22,3 +22,16 @@ st.dataframe([{
 st.caption("Every model was trained on a 2-core CPU with `python -m mnist_models train NAME`; "
            "`python -m mnist_models evaluate NAME --json` reproduces its metrics on the full test set. What was tried "
            "for each family, and what it did: `docs/training-notes.md` in the repository.")
+
+scored = [e for e in entries if any(k.startswith(ood.METRIC_PREFIX) for k in e.metrics)]
+if scored:
+    st.subheader("Handwriting that is not MNIST's")
+    st.dataframe([{"model": e.title, "MNIST test": e.metrics.get("accuracy"),
+                   **{name: e.metrics.get(ood.METRIC_PREFIX + name) for name in ood.SETS}} for e in scored],
+                 hide_index=True, column_config={
+                     column: st.column_config.NumberColumn(format="percent") for column in ("MNIST test", *ood.SETS)})
+    st.caption("Accuracy on digits drawn unlike MNIST's, each through the same path as a drawing on the canvas: "
+               "test digits shrunk to 8×8 and enlarged back (blocky8), redrawn along their skeleton with a much "
+               "thinner and a much thicker pen (thin, thick), and digits drawn stroke by stroke from templates "
+               "(templates); 2,000 of each, seeded. Neither model was trained or chosen on them: "
+               "`python -m mnist_models evaluate robustness --json` reproduces them.")

@@ -301,8 +301,11 @@ def run(what: str, args) -> int:
 
         from . import loadtest
 
-        print(json.dumps(loadtest.run(args.sessions, args.duration, args.think, url=args.url,
-                                      compare=args.compare), indent=2))
+        if args.compare_browser:
+            print(json.dumps(loadtest.compare_browser(), indent=2))
+        else:
+            print(json.dumps(loadtest.run(args.sessions, args.duration, args.think, url=args.url,
+                                          compare=args.compare), indent=2))
     elif what == "inference":
         timings = inference_latency(args.repeats)
         for label, samples in timings.items():

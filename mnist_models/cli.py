@@ -152,8 +152,22 @@ def _evaluate_robustness(args) -> int:
     models, x_test, y_test = _classifiers_and_test_set(args)
     images = x_test[: args.limit] if args.limit else x_test
     result = transforms.robustness(models, images, y_test[: len(images)])
+    if args.record:
+        _record_ood(args, result)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
+
+
+def _record_ood(args, result: dict) -> None:
+    """The out-of-distribution accuracies into the CNN's and the CapsNet's manifest entries (the Model zoo and the
+    README show them beside the MNIST ones): only from the full test set, the sets' fixed definition."""
+    from . import ood, store
+
+    if args.limit:
+        raise SystemExit("--record scores the full test set: leave out --limit")
+    folder = Path(args.weights) if args.weights else store.WEIGHTS_DIR
+    for name, scores in result.items():
+        store.record_metrics(name, "mnist", {ood.METRIC_PREFIX + s: scores[s] for s in ood.SETS}, folder)
 
 
 def _evaluate_photos(args) -> int:
@@ -269,7 +283,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="one JSON object on one line")
     e.add_argument("--record", action="store_true",
                    help="also write these metrics into the weights folder's manifest entry (e.g. the judge's "
-                        "figures for weights trained before the judge existed)")
+                        "figures for weights trained before the judge existed; robustness: the CNN's and the "
+                        "CapsNet's out-of-distribution accuracies)")
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser("bench", help="print performance figures")
@@ -286,6 +301,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--compare", metavar="DIR",
                    help="serve: another checkout of the app (e.g. a git worktree of an older commit): each action's "
                         "CPU alone is measured on both in alternating rounds and given as a ratio")
+    b.add_argument("--compare-browser", action="store_true",
+                   help="serve: one real Chromium (Playwright, requirements-dev.txt) and one light visitor draw the "
+                        "same ten digits and five pairs on one app; the server CPU per stroke of each side by side")
     b.set_defaults(func=_bench)
 
     i = sub.add_parser("import-weights", help="install a weights .zip from the Train page (checked) as user weights")

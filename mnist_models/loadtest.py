@@ -39,35 +39,81 @@ _CIRCLE = [(0.5 + 0.24 * math.sin(t), 0.5 - 0.33 * math.cos(t)) for t in np.lins
 STROKES = {  # digits drawn as a person does, in strokes of (x, y) in [0, 1]
     0: [_CIRCLE[:13], _CIRCLE[12:]],
     1: [[(0.5, 0.15), (0.5, 0.85)]],
+    2: [[(0.3, 0.3), (0.45, 0.16), (0.65, 0.2), (0.66, 0.38), (0.3, 0.82)], [(0.3, 0.82), (0.72, 0.82)]],
     3: [[(0.3, 0.22), (0.5, 0.14), (0.68, 0.25), (0.62, 0.42), (0.45, 0.5)],
         [(0.45, 0.5), (0.66, 0.58), (0.7, 0.74), (0.52, 0.87), (0.3, 0.8)]],
     4: [[(0.6, 0.12), (0.22, 0.62), (0.8, 0.62)], [(0.6, 0.12), (0.6, 0.9)]],
+    5: [[(0.68, 0.15), (0.35, 0.15), (0.32, 0.45)],
+        [(0.32, 0.45), (0.55, 0.42), (0.7, 0.58), (0.62, 0.8), (0.3, 0.84)]],
+    6: [[(0.62, 0.12), (0.4, 0.35), (0.3, 0.65), (0.45, 0.85), (0.65, 0.75), (0.6, 0.55), (0.35, 0.6)]],
     7: [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.45, 0.85)]],
+    8: [[(0.5, 0.5), (0.33, 0.32), (0.5, 0.14), (0.67, 0.32), (0.5, 0.5), (0.3, 0.7), (0.5, 0.88), (0.7, 0.7),
+         (0.5, 0.5)]],
+    9: [[(0.66, 0.3), (0.5, 0.15), (0.33, 0.3), (0.45, 0.48), (0.66, 0.35)], [(0.66, 0.3), (0.62, 0.88)]],
 }
 PAIRS = ((3, 7), (0, 1), (4, 3), (7, 0), (1, 4))  # (red, green) on Two digits at once
 PENS = ("#FF3B3B", "#3BFF5A")  # that page's red and green pens
 CANVAS_WIDGET = "streamlit-drawable-canvas.streamlit_drawable_canvas"
 ACTIONS = ("stroke", "pair stroke", "pen switch", "slider step", "class", "page switch")
+MOUSE_STEPS = 8  # mouse moves between two of a stroke's points, as the browser tests draw them
+# a freedraw path's fields as Chromium's canvas (Fabric.js 7.4) sends them, recorded from a real stroke
+FABRIC_PATH = {
+    "lockMovementX": False, "lockMovementY": False, "lockRotation": False, "lockScalingX": False,
+    "lockScalingY": False, "lockSkewingX": False, "lockSkewingY": False, "lockScalingFlip": False, "type": "Path",
+    "version": "7.4.0", "originX": "center", "originY": "center", "fill": None, "strokeDashArray": None,
+    "strokeLineCap": "round", "strokeDashOffset": 0, "strokeLineJoin": "round", "strokeUniform": False,
+    "strokeMiterLimit": 10, "scaleX": 1, "scaleY": 1, "angle": 0, "flipX": False, "flipY": False, "opacity": 1,
+    "shadow": None, "visible": True, "backgroundColor": "", "fillRule": "nonzero", "paintFirst": "fill",
+    "globalCompositeOperation": "source-over", "skewX": 0, "skewY": 0}
+
+
+def handwritten(strokes: list[list[tuple[float, float]]], rng: random.Random | None) -> list[list[tuple[float, float]]]:
+    """The strokes as one person draws them once: shifted, scaled and wobbled a little (`rng`), so no two
+    drawings are the same picture (the app caches what a drawing shows by its pixels; a class never repeats one).
+    Without `rng`, the strokes as they are."""
+    if rng is None:
+        return strokes
+    scale, dx, dy = rng.uniform(0.85, 1.1), rng.uniform(-0.06, 0.06), rng.uniform(-0.05, 0.05)
+    return [[(0.5 + (x - 0.5) * scale + dx + rng.uniform(-0.012, 0.012),
+              0.5 + (y - 0.5) * scale + dy + rng.uniform(-0.012, 0.012)) for x, y in stroke] for stroke in strokes]
+
+
+def mouse_path(stroke: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The canvas points of a stroke as the mouse visits them: `MOUSE_STEPS` moves between two given points."""
+    points = [(stroke[0][0] * CANVAS, stroke[0][1] * CANVAS)]
+    for (x0, y0), (x1, y1) in zip(stroke, stroke[1:], strict=False):
+        points += [((x0 + (x1 - x0) * t) * CANVAS, (y0 + (y1 - y0) * t) * CANVAS)
+                   for t in np.arange(1, MOUSE_STEPS + 1) / MOUSE_STEPS]
+    return points
 
 
 def canvas_state(strokes: list[list[tuple[float, float]]], colours: list[str] | None = None) -> str:
-    """The drawable canvas's state after these strokes (white, or each in its colour), as its frontend sends it: the
-    picture as a PNG data URL (on the page's black background) and the strokes as Fabric.js paths."""
-    picture = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 255))
+    """The drawable canvas's state after these strokes (white, or each in its colour), as Chromium's canvas sends
+    it: the picture as an anti-aliased PNG data URL (on the page's black background) and each stroke as a
+    Fabric.js path with a point per mouse move, its curve through the midpoints as Fabric's pencil draws it."""
+    supersample = 4  # drawn 4× larger and shrunk: the soft edges a browser's canvas gives a stroke
+    picture = Image.new("RGB", (CANVAS * supersample, CANVAS * supersample), (0, 0, 0))
     pen = ImageDraw.Draw(picture)
     paths = []
     for stroke, colour in zip(strokes, colours or ["#FFFFFF"] * len(strokes), strict=True):
-        points = [(x * CANVAS, y * CANVAS) for x, y in stroke]
-        pen.line(points, fill=colour, width=STROKE_WIDTH, joint="curve")
-        for x, y in (points[0], points[-1]):
-            r = STROKE_WIDTH / 2
-            pen.ellipse((x - r, y - r, x + r, y + r), fill=colour)
-        paths.append({"type": "path", "stroke": colour, "strokeWidth": STROKE_WIDTH, "fill": None,
-                      "strokeLineCap": "round", "path": [["M", *points[0]]] + [["L", *p] for p in points[1:]]})
+        points = mouse_path(stroke)
+        big = [(x * supersample, y * supersample) for x, y in points]
+        width = STROKE_WIDTH * supersample
+        pen.line(big, fill=colour, width=width, joint="curve")
+        for x, y in big:
+            pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=colour)
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        commands = [["M", *points[0]]]
+        commands += [["Q", *p, (p[0] + q[0]) / 2, (p[1] + q[1]) / 2]
+                     for p, q in zip(points[1:], points[2:], strict=False)]
+        commands.append(["L", *points[-1]])
+        paths.append({**FABRIC_PATH, "left": (min(xs) + max(xs)) / 2, "top": (min(ys) + max(ys)) / 2,
+                      "width": max(xs) - min(xs), "height": max(ys) - min(ys), "stroke": colour,
+                      "strokeWidth": STROKE_WIDTH, "path": commands})
     buffer = io.BytesIO()
-    picture.save(buffer, "PNG")
+    picture.resize((CANVAS, CANVAS), Image.Resampling.BOX).convert("RGBA").save(buffer, "PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    return json.dumps({"drawing": {"raw": {"version": "5.3.0", "objects": paths, "background": "#000000"},
+    return json.dumps({"drawing": {"raw": {"version": "7.4.0", "objects": paths, "background": "#000000"},
                                    "data": url}})
 
 
@@ -217,6 +263,8 @@ class Record:
     errors: list[str] = dataclasses.field(default_factory=list)
     crossed: list[str] = dataclasses.field(default_factory=list)
     expected: dict = dataclasses.field(default_factory=dict)  # (action, input) → what that input alone shows
+    # (action, visitor, canvas state, answer shown): every drawing is new, so its truth is computed afterwards
+    drawings: list[tuple[str, int, str, str | None]] = dataclasses.field(default_factory=list)
 
     def check(self, action: str, key, shown, visitor: int) -> None:
         if shown is None:
@@ -228,37 +276,76 @@ class Record:
                                 f"alone it shows {self.expected[(action, key)]!r}")
 
 
+def canvas_picture(state: str) -> np.ndarray:
+    """The RGBA picture a canvas state carries, decoded as the canvas component decodes it for the app."""
+    url = json.loads(state)["drawing"]["data"]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
+
+
+def check_drawings(record: Record) -> None:
+    """After a run: every drawing's answer on screen against what the shipped models give the same picture in
+    this process (Draw: the CNN's and the CapsNet's digits; Two digits: the CapsNet's two), so an answer that
+    crossed from another visitor's drawing is caught although no drawing is ever sent twice."""
+    from . import multimnist, store
+    from .preprocess import clean
+
+    cnn, capsnet, capsnet_multi = store.load("cnn"), store.load("capsnet"), store.load("capsnet_multi")
+    for action, visitor, state, shown in record.drawings:
+        picture = canvas_picture(state)
+        if action == "stroke":
+            digit = clean(picture).digit[None]
+            expected = [int(cnn.classify(digit).argmax()), int(capsnet.classify(digit).argmax())]
+            got = [int(d) for d in re.findall(r"\*\*(\d)\*\*", shown or "")]
+        else:
+            image = multimnist.to_multimnist(multimnist.pen_inks(picture)).max(0)[None]
+            expected = sorted(int(d) for d in capsnet_multi.read_pair(image).digits[0])
+            got = sorted(int(d) for d in re.findall(r"\*\*(\d)\*\*", shown or "")[:2])
+        if got != expected:
+            record.crossed.append(f"visitor {visitor}: {action}: saw {shown!r}, the drawing alone reads {expected}")
+
+
 async def no_pause(scale: float = 1.0) -> None:
     pass
 
 
-async def draw_digit(visitor: Visitor, digit: int, measure, pause=no_pause) -> str | None:
-    """On Draw & classify: draw `digit` stroke by stroke, each stroke a `measure`d "stroke"; the verdict shown."""
+async def draw_digit(visitor: Visitor, digit: int, measure, pause=no_pause,
+                     rng: random.Random | None = None) -> tuple[str, str | None]:
+    """On Draw & classify: draw `digit` stroke by stroke (as one person draws it once, with `rng`), each stroke a
+    `measure`d "stroke"; the canvas state sent last and the verdict shown."""
     canvas = visitor.widget_id(CANVAS_WIDGET)
-    strokes = STROKES[digit]
+    strokes = handwritten(STROKES[digit], rng)
     for k in range(1, len(strokes) + 1):
         await pause(0.5)
-        await measure("stroke", visitor.run((canvas, "json_value", canvas_state(strokes[:k])),
-                                            until=lambda s: verdict(s) is not None))
-    return verdict(visitor.screen)
+        state = canvas_state(strokes[:k])
+        await measure("stroke", visitor.run((canvas, "json_value", state), until=lambda s: verdict(s) is not None))
+    return state, verdict(visitor.screen)
 
 
-async def draw_pair(visitor: Visitor, pair: tuple[int, int], measure, pause=no_pause) -> str | None:
-    """On Two digits at once: take the red pen, draw the first digit a little to the left stroke by stroke, take the
-    green pen and draw the second a little to the right, over it (each stroke a "pair stroke", each pen a "pen
-    switch"); the answer shown."""
+def pair_strokes(pair: tuple[int, int], rng: random.Random | None = None) -> list[list[list[tuple[float, float]]]]:
+    """The strokes of each pen for a pair on Two digits at once: the first digit a little to the left, the second a
+    little to the right, over it."""
+    return [[[(x + shift, y) for x, y in stroke] for stroke in handwritten(STROKES[digit], rng)]
+            for digit, shift in zip(pair, (-0.1, 0.1), strict=True)]
+
+
+async def draw_pair(visitor: Visitor, pair: tuple[int, int], measure, pause=no_pause,
+                    rng: random.Random | None = None) -> tuple[str, str | None]:
+    """On Two digits at once: take the red pen, draw the first digit stroke by stroke, take the green pen and draw
+    the second (each stroke a "pair stroke", each pen a "pen switch"); the canvas state sent last and the answer
+    shown."""
     canvas, strokes, colours = visitor.widget_id(CANVAS_WIDGET), [], []
-    for pen, (digit, shift) in enumerate(zip(pair, (-0.1, 0.1), strict=True)):
+    for pen, pen_strokes in enumerate(pair_strokes(pair, rng)):
         await pause(0.3)
         radio = visitor.widgets["Pen"][1]
         await measure("pen switch", visitor.run((radio.id, "string_value", radio.options[pen])))
-        for stroke in STROKES[digit]:
-            strokes.append([(x + shift, y) for x, y in stroke])
+        for stroke in pen_strokes:
+            strokes.append(stroke)
             colours.append(PENS[pen])
             await pause(0.5)
-            await measure("pair stroke", visitor.run((canvas, "json_value", canvas_state(strokes, colours)),
+            state = canvas_state(strokes, colours)
+            await measure("pair stroke", visitor.run((canvas, "json_value", state),
                                                      until=lambda s: pair_verdict(s) is not None))
-    return pair_verdict(visitor.screen)
+    return state, pair_verdict(visitor.screen)
 
 
 async def visit(url: str, index: int, record: Record, deadline: float, think: float, rng: random.Random) -> None:
@@ -282,7 +369,7 @@ async def visit(url: str, index: int, record: Record, deadline: float, think: fl
         while time.monotonic() < deadline:
             digit = digits[(index + turn) % len(digits)]
             await timed("page switch", visitor.open_page("draw", "Draw & classify"))
-            record.check("stroke", digit, await draw_digit(visitor, digit, timed, pause), index)
+            record.drawings.append(("stroke", index, *await draw_digit(visitor, digit, timed, pause, rng)))
             await pause()
             await timed("page switch", visitor.open_page("latent", "Latent explorer"))
             slider = visitor.widget_id("z₁")
@@ -303,7 +390,7 @@ async def visit(url: str, index: int, record: Record, deadline: float, think: fl
             await pause()
             pair = PAIRS[(index + turn) % len(PAIRS)]
             await timed("page switch", visitor.open_page("multimnist", "Two digits at once"))
-            record.check("pair stroke", pair, await draw_pair(visitor, pair, timed, pause), index)
+            record.drawings.append(("pair stroke", index, *await draw_pair(visitor, pair, timed, pause, rng)))
             await pause()
             turn += 1
     except Exception as err:  # a visitor that cannot go on is an error of the run, not a crash of the benchmark
@@ -348,10 +435,11 @@ def peak_memory_mb(pid: int) -> float:
     return int(re.findall(r"\d+", line)[0]) / 1024
 
 
-async def alone(url: str, record: Record, pid: int | None, repeats: int = 2) -> dict[str, float]:
+async def alone(url: str, record: Record, pid: int | None, repeats: int = 2, seed: int = 0) -> dict[str, float]:
     """Each action done by one visitor alone, several times: the server CPU seconds each costs (read from /proc
-    around the action, when the server's `pid` is known), and what each input shows when nobody else is on the
-    server (the crossing checks' truth)."""
+    around the action, when the server's `pid` is known), and what each slider step and class shows when nobody
+    else is on the server (the crossing checks' truth). Every drawing is a new one (`seed`), as in a class."""
+    rng = random.Random(seed)
     visitor = Visitor(url)
     await visitor.open()
     spent: dict[str, list[float]] = {action: [] for action in ACTIONS}
@@ -366,9 +454,7 @@ async def alone(url: str, record: Record, pid: int | None, repeats: int = 2) -> 
         for repeat in range(repeats):
             await measure("page switch", visitor.open_page("draw", "Draw & classify"))
             for digit in STROKES:
-                shown = await draw_digit(visitor, digit, measure)
-                if repeat == 0:
-                    record.check("stroke", digit, shown, -1)
+                record.drawings.append(("stroke", -1, *await draw_digit(visitor, digit, measure, rng=rng)))
             await measure("page switch", visitor.open_page("latent", "Latent explorer"))
             slider = visitor.widget_id("z₁")
             for z1 in (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15):
@@ -385,9 +471,7 @@ async def alone(url: str, record: Record, pid: int | None, repeats: int = 2) -> 
                     record.check("class", wanted, class_shown(visitor.screen), -1)
             await measure("page switch", visitor.open_page("multimnist", "Two digits at once"))
             for pair in PAIRS:
-                shown = await draw_pair(visitor, pair, measure)
-                if repeat == 0:
-                    record.check("pair stroke", pair, shown, -1)
+                record.drawings.append(("pair stroke", -1, *await draw_pair(visitor, pair, measure, rng=rng)))
     finally:
         await visitor.close()
     # the mean: /proc counts CPU time in ticks of 10 ms, so a single action's figure is coarse but unbiased
@@ -430,12 +514,13 @@ def run(sessions: int, duration: float, think: float, seed: int = 0, url: str | 
         per_action = {}
         for address, server in ((url, pid), (f"http://127.0.0.1:{other_port}" if other else None, None)):
             if address and pid:  # the first visit loads and warms up the models: not what a visitor pays later
-                asyncio.run(alone(address, Record(), server or other.pid, repeats=1))
+                asyncio.run(alone(address, Record(), server or other.pid, repeats=1, seed=-1))
         if pid and other is not None:
             rounds = {"this": [], "compared": []}
-            for _ in range(2):  # alternating, so both see the same machine
-                rounds["this"].append(asyncio.run(alone(url, record, pid)))
-                rounds["compared"].append(asyncio.run(alone(f"http://127.0.0.1:{other_port}", Record(), other.pid)))
+            for k in range(2):  # alternating, so both see the same machine, each drawing new to both apps
+                rounds["this"].append(asyncio.run(alone(url, record, pid, seed=2 * k)))
+                rounds["compared"].append(asyncio.run(alone(f"http://127.0.0.1:{other_port}", Record(), other.pid,
+                                                            seed=2 * k + 1)))
             per_action, before = ({a: float(np.median([r[a] for r in rounds[side]])) for a in ACTIONS}
                                   for side in ("this", "compared"))
             compared = {"cpu_s_per_action_alone_compared": {a: round(v, 4) for a, v in before.items()},
@@ -450,6 +535,7 @@ def run(sessions: int, duration: float, think: float, seed: int = 0, url: str | 
         wall = time.perf_counter() - started
         spent = (cpu_seconds(pid) - before) if pid else float("nan")
         actions = sum(len(v) for v in record.seconds.values())
+        check_drawings(record)
         return {
             "sessions": sessions, "duration_s": round(wall, 1), "think_s": think,
             "actions": {a: summary(v) for a, v in record.seconds.items()},
@@ -478,3 +564,161 @@ def summary(seconds: list[float]) -> dict:
     p50, p95 = np.percentile(seconds, [50, 95])
     return {"count": len(seconds), "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3),
             "max_s": round(max(seconds), 3)}
+
+
+# --- a real Chromium beside the light visitor --------------------------------------------------------------------
+SETTLE_S = 0.5  # after an action's rerun, what the browser still sends and the server still does has landed
+BROWSER_ACTIONS = ("stroke", "pen switch", "pair stroke")
+
+
+class StrokeMeter:
+    """Server CPU of one action: from before it until `SETTLE_S` after its rerun finished, less what the server
+    spends idle with this visitor connected in that time (measured once, `idle_s` seconds of nothing)."""
+
+    idle_s = 3.0
+
+    def __init__(self, pid: int):
+        self.pid, self.idle_rate = pid, 0.0
+        self.spent: dict[str, list[float]] = {action: [] for action in BROWSER_ACTIONS}
+        self.lost: list[str] = []  # strokes the canvas never sent (no rerun): said in the figures, not hidden
+
+    def idle_from(self, started: tuple[float, float]) -> None:
+        self.idle_rate = (cpu_seconds(self.pid) - started[1]) / (time.monotonic() - started[0])
+
+    def start(self) -> tuple[float, float]:
+        return time.monotonic(), cpu_seconds(self.pid)
+
+    def stop(self, action: str, started: tuple[float, float]) -> None:
+        wall, cpu = time.monotonic() - started[0], cpu_seconds(self.pid) - started[1]
+        self.spent[action].append(cpu - self.idle_rate * wall)
+
+
+def chromium_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
+    """One real Chromium (Playwright) draws the ten digits on Draw & classify stroke by stroke with the mouse, each
+    digit on a fresh visit of the page, then the pairs on Two digits at once: the server CPU of each stroke."""
+    from playwright.sync_api import sync_playwright
+
+    from . import browser as chromium
+
+    meter = StrokeMeter(pid)
+
+    def measured(page, action: str, act) -> bool:
+        started = meter.start()
+        try:
+            chromium.act(page, act, timeout_s=20)
+        except AssertionError:
+            return False
+        page.wait_for_timeout(SETTLE_S * 1000)
+        meter.stop(action, started)
+        return True
+
+    def visit(page, path: str) -> None:
+        page.goto(f"{url}/{path}")
+        page.locator(chromium.CANVAS).wait_for()
+        settled(page)
+
+    def settled(page) -> None:
+        """Until no rerun has finished for a second: the canvas's mount and first value have been dealt with."""
+        runs = -1
+        while runs != page.runs_finished:
+            runs = page.runs_finished
+            page.wait_for_timeout(1000)
+
+    def stroke(page, points) -> None:
+        box = page.locator(chromium.CANVAS).bounding_box()
+        chromium.stroke_through(page, [(box["x"] + x * box["width"], box["y"] + y * box["height"])
+                                       for x, y in points])
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium.CHROMIUM, args=list(chromium.CHROMIUM_ARGS))
+        try:
+            context, page = chromium.new_page(browser)
+            visit(page, "draw")
+            idle = meter.start()
+            page.wait_for_timeout(meter.idle_s * 1000)
+            meter.idle_from(idle)
+            for digit in STROKES:
+                visit(page, "draw")
+                page.locator(chromium.CANVAS).hover()  # the toolbar's hover box off the drawing area
+                for points in handwritten(STROKES[digit], rng):
+                    if not measured(page, "stroke", lambda points=points: stroke(page, points)):
+                        meter.lost.append(f"digit {digit}")
+                        break
+            for pair in PAIRS:
+                visit(page, "multimnist")
+                for pen, pen_strokes in enumerate(pair_strokes(pair, rng)):
+                    if pen:  # a fresh visit starts with the first pen: clicking it again sends nothing
+                        measured(page, "pen switch", lambda: page.get_by_text("second digit", exact=True).click())
+                        settled(page)  # the canvas mounts again in the new pen's colour
+                    page.locator(chromium.CANVAS).hover()
+                    if not all(measured(page, "pair stroke", lambda points=points: stroke(page, points))
+                               for points in pen_strokes):
+                        meter.lost.append(f"pair {pair}, pen {pen + 1}")
+                        break
+            context.close()
+        finally:
+            browser.close()
+    return meter
+
+
+async def light_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
+    """The light visitor through the same digits and pairs, each on a fresh visit of its page, measured alike."""
+    meter, visitor = StrokeMeter(pid), Visitor(url)
+    await visitor.open()
+
+    async def measure(action: str, coroutine):
+        started = meter.start()
+        result = await coroutine
+        await asyncio.sleep(SETTLE_S)
+        meter.stop(action, started)
+        return result
+
+    try:
+        await visitor.open_page("draw", "Draw & classify")
+        idle = meter.start()
+        await asyncio.sleep(meter.idle_s)
+        meter.idle_from(idle)
+        for digit in STROKES:
+            await visitor.open_page("draw", "Draw & classify")
+            await draw_digit(visitor, digit, measure, rng=rng)
+        for pair in PAIRS:
+            await visitor.open_page("multimnist", "Two digits at once")
+            await draw_pair(visitor, pair, measure, rng=rng)
+    finally:
+        await visitor.close()
+    return meter
+
+
+def compare_browser(rounds: int = 1, seed: int = 0) -> dict:
+    """`bench serve --compare-browser`: one Chromium and one light visitor, in alternating rounds on one fresh app,
+    through the same ten digits and five pairs (each round's drawings new to the app: the two visitors' jitters
+    differ), the server CPU per action of each side by side (medians over all strokes, in ms)."""
+    logs = ROOT / "logs"
+    logs.mkdir(exist_ok=True)
+    port = free_port()
+    process = start_app(port, logs / "bench-serve-browser-app.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(alone(url, Record(), process.pid, repeats=1, seed=-1))  # loads and warms up the models
+        sides = {"chromium": {a: [] for a in BROWSER_ACTIONS}, "light": {a: [] for a in BROWSER_ACTIONS}}
+        lost = []
+        for k in range(rounds):
+            for side, meter in (("chromium", chromium_costs(url, process.pid, random.Random(seed + 2 * k))),
+                                ("light", asyncio.run(light_costs(url, process.pid,
+                                                                  random.Random(seed + 2 * k + 1))))):
+                for action, values in meter.spent.items():
+                    sides[side][action] += values
+                lost += [f"{side}: {what}" for what in meter.lost]
+        figures = {action: {side: round(1000 * float(np.median(sides[side][action])), 1) for side in sides}
+                   for action in BROWSER_ACTIONS}
+        for action, row in figures.items():
+            row["light_to_chromium"] = round(row["light"] / max(row["chromium"], 1e-9), 2)
+            row["count"] = len(sides["chromium"][action])
+        return {"server_cpu_ms_per_action_median": figures, "settle_s": SETTLE_S, "rounds": rounds,
+                "strokes_never_sent": lost}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

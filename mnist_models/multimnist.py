@@ -373,6 +373,13 @@ SPECS = [
 ]
 
 
+def pen_inks(rgba: np.ndarray) -> np.ndarray:
+    """A canvas picture drawn with the red and the green pen (H, W, 3+) → each pen's ink, (2, H, W) in [0, 1]:
+    a pixel is one pen's where its channel clearly leads the other's (where the strokes cross, the later pen)."""
+    red, green = (rgba[..., c].astype(np.float32) / 255 for c in (0, 1))
+    return np.stack([np.where(red > green + 0.15, red, 0), np.where(green > red + 0.15, green, 0)])
+
+
 def to_multimnist(inks: np.ndarray, min_ink: float = 0.15) -> np.ndarray:
     """The ink of each of two pens of one drawing, (2, H, W) in [0, 1] → (2, 36, 36), placed as MultiMNIST digits
     sit: both scaled by one factor that brings the larger digit's longer side to 20 px (as MNIST scales a digit),

@@ -132,6 +132,10 @@ def _smooth(points: np.ndarray, steps: int = 8) -> np.ndarray:
     return points if len(points) > 2 else np.linspace(points[0], points[-1], steps)
 
 
+SETS = ("blocky8", "thin", "thick", "templates")
+METRIC_PREFIX = "ood_"  # how `evaluate robustness --record` names their accuracies in the manifest
+
+
 def ood_sets(digits: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{name: (images (N, 28, 28) float32, labels (N,))}: the sets above from uint8 test `digits`, seeded (each
     set its own stream, so one set does not change when another does)."""

@@ -25,6 +25,7 @@ def test_twenty_visitors_at_once_see_only_their_own_results(server):
     loadtest.run_beside(loadtest.alone(server, record, None, repeats=1), timeout=600)  # each input alone
     loadtest.run_beside(loadtest.class_of(server, SESSIONS, DURATION_S, 0.5, record, seed=0),
                         timeout=DURATION_S + 900)  # a safety net: each visitor also gives up on a silent server
+    loadtest.check_drawings(record)  # every drawing is new: its truth is what the models read from it alone
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "load-test.json").write_text(json.dumps(
         {action: loadtest.summary(seconds) for action, seconds in record.seconds.items()}, indent=2))
