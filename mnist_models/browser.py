@@ -8,6 +8,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic")
 CANVAS = "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
+MOUSE_STEPS = 8  # mouse moves between two given points of a stroke (the light visitor replays as many)
 TIMEOUT_MS = 120_000  # a safety net only: every wait is for a condition, and a slow CI machine loads TensorFlow
 
 
@@ -70,17 +71,20 @@ def page_state(page) -> dict:
 def draw(page, strokes) -> None:
     """Draw `strokes` on the canvas, each to the end of the rerun its mouse-up causes: waiting once for a drawing
     of several strokes may return on the first stroke's rerun, before the last stroke reached the script."""
-    canvas = page.locator(CANVAS)
-    canvas.hover()  # moves the toolbar's hover box off the drawing area
-    box = canvas.bounding_box()
+    page.locator(CANVAS).hover()  # moves the toolbar's hover box off the drawing area
     for stroke in strokes:
-        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-        act(page, lambda points=points: stroke_through(page, points))
+        act(page, lambda stroke=stroke: stroke_on_canvas(page, stroke))
+
+
+def stroke_on_canvas(page, stroke) -> None:
+    """One stroke with the mouse through points given in [0, 1] of the canvas."""
+    box = page.locator(CANVAS).bounding_box()
+    stroke_through(page, [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke])
 
 
 def stroke_through(page, points) -> None:
     page.mouse.move(*points[0])
     page.mouse.down()
     for point in points[1:]:
-        page.mouse.move(*point, steps=8)
+        page.mouse.move(*point, steps=MOUSE_STEPS)
     page.mouse.up()

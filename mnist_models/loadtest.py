@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .browser import MOUSE_STEPS
+
 ROOT = Path(__file__).resolve().parent.parent
 CANVAS = 280
 STROKE_WIDTH = 22  # the Draw page's default stroke width
@@ -55,7 +57,6 @@ PAIRS = ((3, 7), (0, 1), (4, 3), (7, 0), (1, 4))  # (red, green) on Two digits a
 PENS = ("#FF3B3B", "#3BFF5A")  # that page's red and green pens
 CANVAS_WIDGET = "streamlit-drawable-canvas.streamlit_drawable_canvas"
 ACTIONS = ("stroke", "pair stroke", "pen switch", "slider step", "class", "page switch")
-MOUSE_STEPS = 8  # mouse moves between two of a stroke's points, as the browser tests draw them
 # a freedraw path's fields as Chromium's canvas (Fabric.js 7.4) sends them, recorded from a real stroke
 FABRIC_PATH = {
     "lockMovementX": False, "lockMovementY": False, "lockRotation": False, "lockScalingX": False,
@@ -624,11 +625,6 @@ def chromium_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
             runs = page.runs_finished
             page.wait_for_timeout(1000)
 
-    def stroke(page, points) -> None:
-        box = page.locator(chromium.CANVAS).bounding_box()
-        chromium.stroke_through(page, [(box["x"] + x * box["width"], box["y"] + y * box["height"])
-                                       for x, y in points])
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium.CHROMIUM, args=list(chromium.CHROMIUM_ARGS))
         try:
@@ -641,7 +637,7 @@ def chromium_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
                 visit(page, "draw")
                 page.locator(chromium.CANVAS).hover()  # the toolbar's hover box off the drawing area
                 for points in handwritten(STROKES[digit], rng):
-                    if not measured(page, "stroke", lambda points=points: stroke(page, points)):
+                    if not measured(page, "stroke", lambda points=points: chromium.stroke_on_canvas(page, points)):
                         meter.lost.append(f"digit {digit}")
                         break
             for pair in PAIRS:
@@ -651,7 +647,7 @@ def chromium_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
                         measured(page, "pen switch", lambda: page.get_by_text("second digit", exact=True).click())
                         settled(page)  # the canvas mounts again in the new pen's colour
                     page.locator(chromium.CANVAS).hover()
-                    if not all(measured(page, "pair stroke", lambda points=points: stroke(page, points))
+                    if not all(measured(page, "pair stroke", lambda p=points: chromium.stroke_on_canvas(page, p))
                                for points in pen_strokes):
                         meter.lost.append(f"pair {pair}, pen {pen + 1}")
                         break

@@ -1,7 +1,7 @@
 """Helpers shared by the browser tests: selectors and picking from a list; drawing with the mouse and waiting for a
 rerun are the library's (`mnist_models.browser`, which `bench serve --compare-browser` drives too)."""
 
-from mnist_models.browser import CANVAS, TIMEOUT_MS, act, draw, new_page, page_state, stroke_through  # noqa: F401
+from mnist_models.browser import CANVAS, TIMEOUT_MS, act, draw, new_page, page_state  # noqa: F401
 
 NAV_LINK = "[data-testid='stSidebarNav'] a[data-testid='stSidebarNavLink']"
 CANVAS_PAD = "[class*='st-key-canvas_pad_']"  # ui.canvas's container: on the page before the canvas mounts in it
