@@ -26,7 +26,7 @@ st.caption("Every model was trained on a 2-core CPU with `python -m mnist_models
 scored = [e for e in entries if any(k.startswith(ood.METRIC_PREFIX) for k in e.metrics)]
 if scored:
     st.subheader("Handwriting that is not MNIST's")
-    st.dataframe([{"model": e.title, "MNIST test": e.metrics.get("accuracy"),
+    st.dataframe([{"model": e.title, "MNIST test": e.metrics.get("test_accuracy"),
                    **{name: e.metrics.get(ood.METRIC_PREFIX + name) for name in ood.SETS}} for e in scored],
                  hide_index=True, column_config={
                      column: st.column_config.NumberColumn(format="percent") for column in ("MNIST test", *ood.SETS)})

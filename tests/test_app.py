@@ -184,6 +184,10 @@ def test_zoo_home_and_cli_list_the_same_entries_from_one_accessor():
     for at in (zoo, home):
         table = at.dataframe[0].value
         assert list(zip(table["name"], table["dataset"], strict=True)) == entries
+    assert "Handwriting that is not MNIST's" in [h.value for h in zoo.subheader]
+    ood_table = zoo.dataframe[1].value
+    assert sorted(ood_table["model"]) == sorted(store.zoo_entry(n, "mnist").title for n in ("cnn", "capsnet"))
+    assert ood_table["MNIST test"].min() > 0.99 and ood_table["blocky8"].min() > 0.95
     listed = subprocess.run([sys.executable, "-m", "mnist_models", "list"], capture_output=True, text=True,
                             cwd=store.WEIGHTS_DIR.parent, timeout=300).stdout.splitlines()
     assert [tuple(line.split()[:2]) for line in listed] == entries
