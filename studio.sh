@@ -31,13 +31,15 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_test_tools() {
   # chromium for the real-browser tests; the fonts print the digits of the photo test set (tests/test_photos.py);
-  # nginx puts two replicas behind one address (tests/test_replicas.py)
+  # nginx puts two replicas behind one address (tests/test_replicas.py); postgresql runs the class store's tests on
+  # a real server (tests/test_classroom.py)
   if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/dejavu ] \
-      || [ ! -d /usr/share/fonts/truetype/liberation ] || [ ! -x /usr/sbin/nginx ]; then
-    say "installing Debian chromium, fonts and nginx for the real-browser, photo and replica tests"
+      || [ ! -d /usr/share/fonts/truetype/liberation ] || [ ! -x /usr/sbin/nginx ] \
+      || ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    say "installing Debian chromium, fonts, nginx and postgresql for the real-browser, photo, replica and class tests"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core fonts-liberation \
-      nginx-light >/dev/null
+      nginx-light postgresql >/dev/null
   fi
 }
 
