@@ -29,6 +29,7 @@ PAGES = [
     st.Page("app_pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/zoo.py", title="Model zoo", icon=":material/table_view:"),
+    st.Page("app_pages/classroom.py", title="Class", icon=":material/school:", url_path="class"),
 ]
 
 
@@ -37,6 +38,7 @@ def _startup() -> list:
     """Once per server process: keep Keras state between script runs, remove what a killed save left behind."""
     ui.keep_keras_state_between_runs()
     return jobs.clean_orphans_at_startup()
+ui.keep_class_member()
 
 
 _startup()

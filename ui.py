@@ -359,3 +359,99 @@ def lengths_by_iteration_png(lengths: np.ndarray, winner: int, runner_up: int, w
             pen.rectangle([x0, y0, x0 + bar - 1, bottom], fill=tuple(int(c * shade) for c in base))
         pen.text((left + digit * group + group / 2 - 3, bottom + 2), str(digit), fill=(200, 200, 200))
     return png(picture)
+
+
+# --- the class (mnist_models.classroom): one store per server process, per-visitor roles in session_state --------
+
+CLASS_MEMBER, CLASS_TEACHER = "class_member", "class_teacher"  # session_state keys no widget owns
+CLASS_POLL_S = 3.0  # how often a student's Draw page asks what the teacher wants
+
+
+@st.cache_resource(show_spinner=False)
+def _class_store(url: str):
+    from mnist_models import classroom
+
+    return classroom.ClassStore(url or None)
+
+
+def class_store_or_stop():
+    """The class store (SQLite by default, PostgreSQL from STUDIO_CLASS_DB); if it cannot be opened, say so."""
+    import os
+
+    url = os.environ.get("STUDIO_CLASS_DB", "")
+    try:
+        return _class_store(url)
+    except Exception as err:  # sqlite3/psycopg errors: an unreachable database is an error for the page, not a trace
+        st.error(f"The class database cannot be opened ({'STUDIO_CLASS_DB' if url else 'the default SQLite file'}): "
+                 f"{err}")
+        st.stop()
+
+
+def keep_class_member() -> None:
+    """A student stays in the class across a reload or a new tab: their token rides in the address (?student=...),
+    the one thing a new browser session still has. Cheap for everyone else: one dict lookup."""
+    from mnist_models import classroom
+
+    member, token = st.session_state.get(CLASS_MEMBER), st.query_params.get("student")
+    if member is not None:
+        if token != member["token"]:
+            st.query_params["student"] = member["token"]
+    elif token:
+        try:
+            found = class_store_or_stop().member(token)
+        except classroom.ClassError:
+            st.query_params.pop("student", None)
+        else:
+            st.session_state[CLASS_MEMBER] = {"code": found.code, "token": token, "nickname": found.nickname}
+
+
+def plain(text: str) -> str:
+    """A visitor's text (a nickname) shown literally in Markdown: no emphasis, links or markup of theirs."""
+    return "".join(f"\\{c}" if c in "\\`*_{}[]<>()#+-.!|~:$" else c for c in text)
+
+
+def send_to_class(image: np.ndarray, cnn_probs: np.ndarray, caps_lengths: np.ndarray) -> None:
+    """Draw's "Send to class" for a visitor who joined one: the button, the class's current request, and what
+    came of the last send (a send only ever happens on the button, so a half-drawn stroke is never sent)."""
+    from mnist_models import classroom
+
+    member = st.session_state.get(CLASS_MEMBER)
+    if member is None:
+        return
+    drawing_id = hash(image.tobytes())
+    if st.button("Send to class", icon=":material/send:", key="send_to_class",
+                 help=f"Send this drawing and both models' verdicts to class {member['code']}"):
+        store = class_store_or_stop()
+        pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        try:
+            seq, new = store.send(member["token"], pixels, cnn_probs, caps_lengths)
+            outcome = ("ok", f"Sent to class {member['code']} (drawing {seq})." if new else
+                       "Already sent: this drawing is on the board once.")
+        except classroom.ClassError as err:
+            outcome = ("warning", str(err))
+        st.session_state["class_sent"] = (drawing_id, *outcome)
+    sent = st.session_state.get("class_sent")
+    if sent and sent[0] == drawing_id:  # about this drawing, not one before it
+        (st.success if sent[1] == "ok" else st.warning)(sent[2])
+
+
+def class_request() -> None:
+    """What the teacher asks for, polled every few seconds (only this fragment reruns) for visitors in a class."""
+    from mnist_models import classroom
+
+    member = st.session_state.get(CLASS_MEMBER)
+    if member is None:
+        return
+    try:
+        state = class_store_or_stop().state(member["code"])
+    except classroom.ClassError as err:
+        st.warning(str(err))
+        return
+    if state.closed_at is not None:
+        st.info(f"Class {member['code']} has ended: drawings are no longer sent.")
+    elif state.round is None:
+        st.info(f"You are **{plain(member['nickname'])}** in class {member['code']}. Draw a digit and press "
+                "**Send to class**.")
+    else:
+        st.info(f"**Your teacher asks for {state.round.asks}.** Draw it, then press **Send to class**.",
+                icon=":material/campaign:")

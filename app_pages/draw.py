@@ -12,6 +12,8 @@ from mnist_models import store
 
 st.title("Draw & classify")
 cnn, capsnet = ui.model_or_stop("cnn"), ui.model_or_stop("capsnet")
+if ui.CLASS_MEMBER in st.session_state:  # in a class: the teacher's request, polled (only this part reruns)
+    st.fragment(ui.class_request, run_every=ui.CLASS_POLL_S)()
 ROUTING_HELP = ("Each pixel of your strokes is coloured by the capsule it adds more to: its share of the votes "
                 "that reach the capsule at that iteration (gradient × input of the couplings times the votes' "
                 "agreement with the capsule, traced back through the convolutions), grey where it adds to neither, "
@@ -46,6 +48,8 @@ def drawing_and_answers():
         return
     reading = read_drawing(image, versions())
     cnn_digit, caps_digit = int(reading["cnn"].argmax()), reading["winner"]
+    with left:
+        ui.send_to_class(image, reading["cnn"], reading["lengths"])
     with right:
         st.markdown(f"### CNN says **{cnn_digit}** ({reading['cnn'][cnn_digit]:.0%}) · CapsNet says "
                     f"**{caps_digit}** (capsule length {reading['lengths'][caps_digit]:.2f})")

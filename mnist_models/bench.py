@@ -302,7 +302,11 @@ def run(what: str, args) -> int:
         from . import loadtest
 
         if args.compare_browser:
-            print(json.dumps(loadtest.compare_browser(), indent=2))
+            print(json.dumps(loadtest.compare_browser(app_dir=args.compare or loadtest.ROOT), indent=2))
+        elif args.lesson:
+            from . import classload
+
+            print(json.dumps(classload.run(args.sessions, args.duration, args.think), indent=2))
         else:
             print(json.dumps(loadtest.run(args.sessions, args.duration, args.think, url=args.url,
                                           compare=args.compare), indent=2))

@@ -27,7 +27,8 @@ def _fetch(args) -> int:
 
 
 ONE_RUN_OPTIONS = ("epochs", "batch_size", "lr", "lr_decay", "train_size", "test_size", "seed", "max_minutes",
-                   "init", "init_dataset", "resume", "fresh", "set", "strategy", "front_end_from", "logical_cpus")
+                   "init", "init_dataset", "resume", "fresh", "set", "strategy", "front_end_from", "logical_cpus",
+                   "extra_data")
 
 
 def _train(args) -> int:
@@ -50,7 +51,8 @@ def _train(args) -> int:
             learning_rate=args.lr or 0.0, lr_decay=args.lr_decay or 0.0, train_size=args.train_size or 0,
             test_size=args.test_size or 0, seed=1234 if args.seed is None else args.seed,
             strategy=args.strategy or "default", max_minutes=args.max_minutes or 0.0, init=args.init or "scratch",
-            init_dataset=args.init_dataset or "", front_end_from=args.front_end_from or "").resolved()
+            init_dataset=args.init_dataset or "", front_end_from=args.front_end_from or "",
+            extra_data=args.extra_data or "").resolved()
         print(f"Training {settings.model} on {settings.dataset} (one run, not the shipped recipe): "
               f"{settings.to_dict()}", flush=True)
     if args.logical_cpus:
@@ -256,6 +258,10 @@ def parser() -> argparse.ArgumentParser:
                      help="with --init: the dataset of the weights to start from (default: --dataset)")
     one.add_argument("--front-end-from", choices=list(SPECS),
                      help="start a new model from the layers of this shipped MNIST model that fit (same name, shape)")
+    one.add_argument("--extra-data", metavar="FILE.npz",
+                     help="mix these labelled digits into every epoch (a tenth of it, repeated as needed), e.g. a "
+                          "class's drawings from the Class page: --init shipped --extra-data class-K7QW3M.npz "
+                          "--epochs 2 --lr 1e-4 fine-tunes the shipped CNN on the class's handwriting")
     one.add_argument("--resume", action="store_true",
                      help="continue from the weights already in the output folder, e.g. with a lower --lr")
     one.add_argument("--fresh", action="append", metavar="PART",
@@ -304,6 +310,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--compare-browser", action="store_true",
                    help="serve: one real Chromium (Playwright, requirements-dev.txt) and one light visitor draw the "
                         "same ten digits and five pairs on one app; the server CPU per stroke of each side by side")
+    b.add_argument("--class", dest="lesson", action="store_true",
+                   help="serve: a lesson: --sessions students join a class, draw and send for --duration seconds, "
+                        "the teacher's board refreshing on its own timer; send-to-board latency, CPU per send and per "
+                        "board refresh, and whether every sent drawing reached the store and the board")
     b.set_defaults(func=_bench)
 
     i = sub.add_parser("import-weights", help="install a weights .zip from the Train page (checked) as user weights")

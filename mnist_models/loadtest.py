@@ -126,6 +126,7 @@ class Screen:
     images: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (caption, url)
     widgets: dict[str, tuple[str, object]] = dataclasses.field(default_factory=dict)  # label → (kind, proto)
     errors: list[str] = dataclasses.field(default_factory=list)
+    controls: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # buttons, text inputs drawn: (kind, label)
 
 
 class Visitor:
@@ -135,6 +136,9 @@ class Visitor:
         self.url, self.cookie, self.pages, self.widgets, self.screen = url, cookie, {}, {}, Screen()
         self.page_hash, self.server_config = "", None
         self.fragments: dict[str, str] = {}  # widget id → the fragment it was drawn in
+        self.controls: dict[tuple[str, str], object] = {}  # (kind, label) → the first drawn in its latest run
+        self.auto_reruns: dict[str, float] = {}  # fragment id → seconds between the reruns a browser sends for it
+        self.query_string = ""
 
     async def open(self) -> None:
         import websockets
@@ -147,18 +151,22 @@ class Visitor:
     async def close(self) -> None:
         await self.socket.close()
 
-    async def run(self, widget=None, page_name: str | None = None, until=None) -> tuple[float, float]:
-        """Send what a browser sends for one interaction (a widget's new value, or a page to open); return the
-        seconds until `until(screen)` first held (the result on screen) and until the run finished."""
+    async def run(self, widget=None, page_name: str | None = None, until=None, fragment: str = "",
+                  widgets=()) -> tuple[float, float]:
+        """Send what a browser sends for one interaction (a widget's new value, several for a form's submit button,
+        a page to open, or a `fragment`'s timed rerun); return the seconds until `until(screen)` first held (the
+        result on screen) and until the run finished."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
         message = BackMsg()
         state = message.rerun_script
         state.page_script_hash = self.page_hash if page_name is None else ""
+        state.query_string = self.query_string
         if page_name is not None:
             state.page_name = page_name
-        if widget is not None:
-            widget_id, kind, value = widget
+        if fragment:
+            state.fragment_id, state.is_auto_rerun = fragment, True
+        for widget_id, kind, value in ([widget] if widget is not None else []) + list(widgets):
             # as the browser does: a widget drawn inside a fragment reruns only that fragment
             state.fragment_id = self.fragments.get(widget_id, "")
             proto = state.widget_states.widgets.add()
@@ -188,8 +196,10 @@ class Visitor:
         elif kind == "navigation":
             self.pages = {page.url_pathname: page.page_script_hash for page in message.navigation.app_pages}
             self.page_hash = message.navigation.page_script_hash
-        elif kind == "page_info_changed" or kind == "session_event":
-            pass
+        elif kind == "page_info_changed":
+            self.query_string = message.page_info_changed.query_string
+        elif kind == "auto_rerun":
+            self.auto_reruns[message.auto_rerun.fragment_id] = message.auto_rerun.interval
         elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
             self._element(message.delta.new_element, message.delta.fragment_id)
         return kind == "script_finished" and message.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN
@@ -199,17 +209,23 @@ class Visitor:
         inner = getattr(element, kind) if kind else None
         if kind in ("markdown", "heading"):
             self.screen.texts.append(inner.body)
+        elif kind == "code":
+            self.screen.texts.append(inner.code_text)
         elif kind == "imgs":
             self.screen.images += [(image.caption, image.url) for image in inner.imgs]
         elif kind == "exception":
             self.screen.errors.append(f"{inner.type}: {inner.message}")
-        elif kind == "alert" and inner.format == inner.ERROR:
-            self.screen.errors.append(inner.body)
+        elif kind == "alert":
+            (self.screen.errors if inner.format == inner.ERROR else self.screen.texts).append(inner.body)
         if kind in ("slider", "selectbox", "radio"):
             self.widgets[inner.label] = (kind, inner)
         elif kind == "bidi_component":
             self.widgets[inner.component_name] = (kind, inner)
-        if kind in ("slider", "selectbox", "radio", "bidi_component"):
+        elif kind in ("button", "text_input") and (kind, inner.label) not in self.screen.controls:
+            # kept across runs, as a browser keeps what a fragment's rerun does not redraw
+            self.screen.controls.add((kind, inner.label))
+            self.controls[(kind, inner.label)] = inner
+        if kind in ("slider", "selectbox", "radio", "bidi_component", "button", "text_input"):
             self.fragments[inner.id] = fragment_id
 
     async def open_page(self, path: str, heading: str) -> float:
@@ -218,6 +234,12 @@ class Visitor:
         seen, _ = await self.run(page_name=path, until=lambda s: heading in s.texts)
         self.page_hash = self.pages[path]
         return seen
+
+    def control(self, kind: str, label: str):
+        """The button or text input with this label on the screen (the first, where a page draws two of a label)."""
+        if (kind, label) not in self.controls:
+            raise RuntimeError(f"no {kind} {label!r} on the screen (seen: {sorted(self.controls)})")
+        return self.controls[(kind, label)]
 
     def widget_id(self, label: str) -> str:
         if label not in self.widgets:
@@ -406,11 +428,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, log: Path, app_dir: Path = ROOT, options: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_app(port: int, log: Path, app_dir: Path = ROOT, options: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> subprocess.Popen:
     """`streamlit run app.py` of the checkout in `app_dir` on localhost, returned once it answers its health check
-    (the datasets come from this checkout's cache)."""
+    (the datasets come from this checkout's cache; `env` adds to the environment)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "MNIST_MODELS_DATA": os.environ.get("MNIST_MODELS_DATA", str(ROOT / ".cache" / "data"))}
+           "MNIST_MODELS_DATA": os.environ.get("MNIST_MODELS_DATA", str(ROOT / ".cache" / "data")), **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", *options],
@@ -685,14 +708,16 @@ async def light_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
     return meter
 
 
-def compare_browser(rounds: int = 1, seed: int = 0) -> dict:
+def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT) -> dict:
     """`bench serve --compare-browser`: one Chromium and one light visitor, in alternating rounds on one fresh app,
     through the same ten digits and five pairs (each round's drawings new to the app: the two visitors' jitters
-    differ), the server CPU per action of each side by side (medians over all strokes, in ms)."""
+    differ), the server CPU per action of each side by side, in ms: means over all strokes, with their standard
+    errors. Not medians: /proc counts CPU time in 10 ms ticks, so one stroke reads 10, 20 or 30 ms and a median
+    snaps to a tick (an earlier version reported 36.4 against 18.2 ms that way); the mean of many is unbiased."""
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
     port = free_port()
-    process = start_app(port, logs / "bench-serve-browser-app.log")
+    process = start_app(port, logs / "bench-serve-browser-app.log", Path(app_dir))
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(alone(url, Record(), process.pid, repeats=1, seed=-1))  # loads and warms up the models
@@ -705,12 +730,15 @@ def compare_browser(rounds: int = 1, seed: int = 0) -> dict:
                 for action, values in meter.spent.items():
                     sides[side][action] += values
                 lost += [f"{side}: {what}" for what in meter.lost]
-        figures = {action: {side: round(1000 * float(np.median(sides[side][action])), 1) for side in sides}
+        figures = {action: {side: round(1000 * float(np.mean(sides[side][action])), 1) for side in sides}
                    for action in BROWSER_ACTIONS}
         for action, row in figures.items():
             row["light_to_chromium"] = round(row["light"] / max(row["chromium"], 1e-9), 2)
             row["count"] = len(sides["chromium"][action])
-        return {"server_cpu_ms_per_action_median": figures, "settle_s": SETTLE_S, "rounds": rounds,
+            for side in sides:
+                values = sides[side][action]
+                row[f"{side}_standard_error"] = round(1000 * float(np.std(values) / np.sqrt(max(len(values), 1))), 1)
+        return {"server_cpu_ms_per_action_mean": figures, "settle_s": SETTLE_S, "rounds": rounds,
                 "strokes_never_sent": lost}
     finally:
         process.terminate()

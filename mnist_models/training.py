@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from . import catalogue, store
 from .base import Config, Stage, ZooModel
-from .data import load_dataset
+from .data import load_dataset, sha256_file
 from .distribute import (
     STRATEGIES,
     ChiefBackupAndRestore,
@@ -49,6 +49,7 @@ class TrainSettings(Config):
     init: str = "scratch"  # "scratch" | "shipped" | "in_use" (the weights the app uses) | a weights folder
     init_dataset: str = ""  # the dataset of the weights to start from ("": the one trained on)
     front_end_from: str = ""  # a shipped MNIST model whose layers of the same name and shape a new model starts from
+    extra_data: str = ""  # an .npz of extra labelled 28×28 digits (a class's download) mixed into every epoch
 
     def resolved(self) -> TrainSettings:
         """Fill the zeros from the first stage of the model's recipe and refuse settings that cannot train."""
@@ -200,6 +201,37 @@ def subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
         return x, y
     idx = np.random.default_rng(seed).permutation(len(x))[:size]
     return x[idx], y[idx]
+
+
+EXTRA_SHARE = 0.1  # the extra digits, repeated as needed, make up this share of each epoch
+
+
+def with_extra_data(x: np.ndarray, y: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The training set with the extra digits of `path` (e.g. a class's drawings) repeated into it, so a few dozen
+    of them weigh about a tenth of every epoch; the model still sees all of MNIST's."""
+    extra_x, extra_y = load_extra_data(path)
+    repeats = max(1, round(EXTRA_SHARE * len(x) / ((1 - EXTRA_SHARE) * len(extra_x))))
+    return np.concatenate([x, np.tile(extra_x, (repeats, 1, 1))]), np.concatenate([y, np.tile(extra_y, repeats)])
+
+
+def load_extra_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`x_train` (N, 28, 28) uint8 and `y_train` (N,) digits 0–9 from an .npz (never unpickled), or a clear error."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            x, y = npz["x_train"], npz["y_train"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not an .npz with x_train and y_train arrays, as the Class page's download has "
+                         f"({err})") from err
+    if x.ndim != 3 or x.shape[1:] != (28, 28) or x.dtype != np.uint8 or len(x) == 0:
+        raise ValueError(f"{path}: x_train must hold at least one 28×28 uint8 image, got {x.shape} {x.dtype}")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
+        raise ValueError(f"{path}: y_train must hold one digit 0–9 per image, got {y.shape} {y.dtype}")
+    return x, y.astype(np.int64)
+
+
+def extra_data_record(path: Path) -> str:
+    """How the manifest names the extra data: its file name and content hash, no machine's path."""
+    return f"{path.name} (sha256 {sha256_file(path)[:16]})"
 
 
 def portable(folder: Path) -> str:
@@ -423,6 +455,9 @@ def train(settings: TrainSettings, out_dir: Path | None = None, callbacks=(), st
     keras.utils.set_random_seed(settings.seed)
     (x_train, y_train), (x_test, y_test) = load_dataset(settings.dataset)
     x_train, y_train = subset(x_train, y_train, settings.train_size, settings.seed)
+    if settings.extra_data:
+        x_train, y_train = with_extra_data(x_train, y_train, Path(settings.extra_data))
+        settings = dataclasses.replace(settings, extra_data=extra_data_record(Path(settings.extra_data)))
     if settings.test_size:
         x_test, y_test = x_test[:settings.test_size], y_test[:settings.test_size]
     global_batch = settings.batch_size * strategy.num_replicas_in_sync

@@ -251,3 +251,68 @@ def test_train_page_starts_a_job_shows_before_after_and_hands_out_the_weights(tm
         (1, 28, 28)
     at.button(key="use_mine").click().run()
     assert store.uses_user_weights("ae_vanilla", "mnist")
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def class_page(member: dict | None = None, **query) -> AppTest:
+    """The Class page inside the whole app (its links name other pages), opened at a link with `query` in it."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    if member is not None:
+        at.session_state["class_member"] = member
+    at.run().query_params.update(query)
+    return at.switch_page("app_pages/classroom.py").run()
+
+
+def test_class_page_teacher_round_student_join_and_a_refused_board(tmp_path, monkeypatch):
+    from mnist_models import classroom
+
+    monkeypatch.setenv("STUDIO_CLASS_DB", str(tmp_path / "classes.sqlite3"))
+    teacher = class_page()
+    assert not teacher.exception and any(s.value == "Join a class" for s in teacher.subheader)
+    _button(teacher, "Start a class").click().run()
+    code, key = teacher.session_state["class_teacher"]["code"], teacher.session_state["class_teacher"]["key"]
+    assert teacher.query_params["code"] == code and teacher.query_params["view"] == "board"
+    assert any(f"`{code}`" in m.value for m in teacher.markdown)
+    assert not any(key in m.value for m in teacher.markdown)  # the key is only in its expander's code block
+    teacher.selectbox(key="class_ask").set_value(3).run()
+    _button(teacher, "Ask for a 3").click().run()
+    assert any(s.value == "Round: a 3" for s in teacher.subheader)
+
+    student = class_page(code=code.lower())
+    assert student.text_input[0].value == code  # the join link's code, filled in
+    student.text_input[1].set_value("<b>Ann</b>")
+    _button(student, "Join").click().run()
+    assert any("letters, digits" in e.value for e in student.error)
+    student.text_input[1].set_value("Ann_1")
+    _button(student, "Join").click().run()
+    assert any(r"You are Ann\_1 in class" in s.value for s in student.subheader)
+    assert any("asks for **a 3**" in m.value for m in student.markdown)
+    token = student.session_state["class_member"]["token"]
+    assert student.query_params["student"] == token
+    reloaded = class_page(code=code, student=token)  # a reload: a new session, only the address is left
+    assert any(r"You are Ann\_1 in class" in s.value for s in reloaded.subheader)
+    stale = class_page(code=code, student="not-a-token")
+    assert "student" not in stale.query_params and any(s.value == "Join a class" for s in stale.subheader)
+
+    store = classroom.ClassStore(tmp_path / "classes.sqlite3")
+    seven = np.zeros((28, 28), np.uint8)
+    store.send(student.session_state["class_member"]["token"], seven, np.eye(10)[3], np.eye(10)[5] * 0.8)
+    teacher.run()
+    assert not teacher.exception
+    assert any("1 of 1" in m.value for m in teacher.markdown)  # who answered the round
+    captions = [img.caption for i in teacher.get("image") for img in i.proto.imgs]
+    assert "Ann_1: CNN 3 · CapsNet 5 ⚠ the models disagree" in captions
+    assert any("CNN read 1 of 1 right, the CapsNet 0 of 1" in m.value for m in teacher.markdown)
+
+    intruder = class_page(code=code, view="board", member=student.session_state["class_member"])
+    assert any("only the teacher's browser" in e.value for e in intruder.error)
+    assert not any(s.value.startswith("Latest drawing") for s in intruder.subheader)
+
+    stranger = class_page()
+    stranger.text_input[0].set_value("ABCDEF" if code != "ABCDEF" else "ABCDEG")
+    stranger.text_input[1].set_value("Bo")
+    _button(stranger, "Join").click().run()
+    assert any("no class with the code" in e.value for e in stranger.error)

@@ -100,3 +100,40 @@ def test_a_time_budget_counts_the_epochs_before_a_restart(tmp_path):
     unspent.on_train_begin()
     assert not fresh.wait(timeout=0.5)
     unspent.on_train_end()
+
+
+def class_npz(tmp_path, count: int = 6):
+    """An .npz as the Class page exports it: drawings of the class, labelled with the digit their round asked for."""
+    from mnist_models import classroom
+
+    rng = np.random.default_rng(0)
+    drawings = [classroom.Drawing(seq, 1, "Ada", 1, seq % 10, rng.integers(0, 256, (28, 28), dtype=np.uint8),
+                                  np.eye(10)[seq % 10], np.eye(10)[seq % 10], 0.0) for seq in range(1, count + 1)]
+    path = tmp_path / "class-ABCDEF.npz"
+    path.write_bytes(classroom.export_npz(drawings))
+    return path
+
+
+def test_a_class_download_is_mixed_into_training_as_a_tenth_of_each_epoch(tmp_path):
+    from mnist_models.training import with_extra_data
+
+    x, y = np.zeros((540, 28, 28), np.uint8), np.zeros(540, np.int64)
+    mixed_x, mixed_y = with_extra_data(x, y, class_npz(tmp_path))
+    assert len(mixed_x) == 540 + 60 and np.bincount(mixed_y[540:], minlength=10)[1:7].tolist() == [10] * 6
+    result = train(TrainSettings(model="cnn", epochs=1, test_size=100, train_size=200, batch_size=50,
+                                 extra_data=str(class_npz(tmp_path))), out_dir=tmp_path / "out", config=TINY)
+    recorded = store.read_manifest(tmp_path / "out")["cnn-mnist"]["training"]["extra_data"]
+    assert recorded.startswith("class-ABCDEF.npz (sha256 ") and str(tmp_path) not in recorded
+    assert result.metrics["test_examples"] == 100
+
+
+def test_extra_data_that_is_not_a_class_download_is_refused_clearly(tmp_path):
+    from mnist_models.training import load_extra_data
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x_train=np.zeros((3, 32, 32), np.uint8), y_train=np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="28×28 uint8"):
+        load_extra_data(bad)
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not an .npz with x_train and y_train"):
+        load_extra_data(tmp_path / "text.npz")

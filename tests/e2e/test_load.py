@@ -32,3 +32,18 @@ def test_twenty_visitors_at_once_see_only_their_own_results(server):
     assert not record.errors, "\n".join(record.errors[:20])
     assert not record.crossed, "\n".join(record.crossed[:20])
     assert all(len(record.seconds[action]) >= SESSIONS for action in ("stroke", "class", "pair stroke"))
+
+
+def test_a_class_sends_drawings_and_every_one_reaches_the_store_and_the_board(server):
+    """Twelve students join a class, draw and send for 20 s while the teacher's board reruns on its timer
+    (`mnist_models.classload`, what `bench serve --class` measures)."""
+    import os
+
+    from mnist_models import classload, classroom
+
+    record = loadtest.Record()
+    result = loadtest.run_beside(classload.lesson(server, 12, 20, 0.5, record, seed=5), timeout=900)
+    assert not record.errors, record.errors[:5]
+    assert len(result["sends"]) >= 12
+    assert classload.check(result, classroom.ClassStore(os.environ["STUDIO_CLASS_DB"])) == {
+        "every_send_stored_once": True, "board_counts_all": True, "never_on_board": 0}

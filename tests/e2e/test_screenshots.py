@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import CANVAS, act, draw, new_page
+from mnist_models.loadtest import STROKES
+from tests.e2e.browser import CANVAS, act, choose, draw, new_page
 from tests.e2e.conftest import wait_idle
 from tests.e2e.test_browser import plotted_points, progress_text, start_training, wait_until
+from tests.e2e.test_class import join_and_send, start_class
 from tests.e2e.test_two_digits import FOUR, ZERO
 from tests.e2e.test_walk import MAIN, THREE, go, nav_titles
 
@@ -80,3 +82,35 @@ def test_screenshots_for_the_readme(browser, server):
                 panel.screenshot(path=str(SCREENSHOTS / f"{slug}-routing.png"))
     finally:
         context.close()
+
+
+def narrow(strokes, by: float = 0.7):
+    """The same strokes squeezed sideways about the middle: another hand's digit."""
+    return [[(0.5 + (x - 0.5) * by, y) for x, y in stroke] for stroke in strokes]
+
+
+def test_class_board_after_a_round(browser, server):
+    """The board after a real round for a 3: four students in their own browsers, one of whom draws an 8."""
+    if os.environ.get("STUDIO_SCREENSHOTS") != "1":
+        pytest.skip("rewrites the README's screenshots: run ./studio.sh screenshots")
+    contexts = []
+    try:
+        context, teacher = new_page(browser, 1280, 2000)  # tall: the whole board in one picture
+        contexts.append(context)
+        teacher.base_url = server
+        code = start_class(teacher)
+        choose(teacher, "Ask the class for", "3")
+        act(teacher, lambda: teacher.get_by_role("button", name="Ask for a 3").click())
+        drawings = {"Ada": THREE, "Bo": STROKES[3], "Cy": narrow(STROKES[3]), "Dee": STROKES[8]}
+        for nickname, strokes in drawings.items():
+            context, student = new_page(browser, 1280, 800)
+            contexts.append(context)
+            student.base_url = server
+            join_and_send(student, code, nickname, strokes)
+        teacher.get_by_text(f"{len(drawings)} of {len(drawings)}").first.wait_for()
+        teacher.get_by_text(re.compile(r"^Latest drawing of each student \(4 joined, 4 drawings\)")).wait_for()
+        rendered(teacher)
+        teacher.screenshot(path=str(SCREENSHOTS / "class-board.png"))
+    finally:
+        for context in contexts:
+            context.close()

@@ -68,8 +68,10 @@ def go(page, title: str) -> None:
     current = page.locator(f"{NAV_LINK}[aria-current='page']")
     if current.count() and current.first.inner_text().strip().splitlines()[-1] == title:
         return  # already there: a click on the current page's link starts no rerun
-    act(page, lambda: page.locator(NAV_LINK, has_text=title).first.click())
-    page.wait_for_selector(f"{NAV_LINK}[aria-current='page']:has-text('{title}')")
+    # the whole label, not a part of it: "Class" is also in "Draw & classify"
+    label = re.compile(re.escape(title) + "$")
+    act(page, lambda: page.locator(NAV_LINK).filter(has_text=label).first.click())
+    page.locator(f"{NAV_LINK}[aria-current='page']").filter(has_text=label).wait_for()
 
 
 def no_errors(page, where: str) -> None:
