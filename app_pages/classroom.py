@@ -164,9 +164,9 @@ def round_controls(code: str, key: str, state: classroom.ClassState) -> None:
 
 def board(code: str, key: str) -> None:
     """The live board: only the drawings sent since the last refresh are read."""
-    kept = st.session_state.setdefault("class_board", {"code": code, "cursor": 0, "drawings": [], "png": {}})
-    if kept["code"] != code:
-        kept.update(code=code, cursor=0, drawings=[], png={})
+    kept = st.session_state.get("class_board")
+    if kept is None or kept["code"] != code:
+        kept = st.session_state["class_board"] = {"code": code, "cursor": 0, "drawings": [], "png": {}}
     try:
         update = store.board(code, key, since=kept["cursor"])
     except classroom.ClassError as err:

@@ -290,9 +290,15 @@ class ClassStore:
         with self._connection() as connection, self.db.transaction(connection):
             yield _Cursor(connection, self.db.placeholder)
 
-    def _read(self, sql: str, params=()) -> list[tuple]:
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator:
+        """A cursor outside any transaction: each statement sees what has committed."""
         with self._connection() as connection:
-            return _Cursor(connection, self.db.placeholder).all(sql, params)
+            yield _Cursor(connection, self.db.placeholder)
+
+    def _read(self, sql: str, params=()) -> list[tuple]:
+        with self._reading() as cur:
+            return cur.all(sql, params)
 
     def close(self) -> None:
         with self._lock:
@@ -344,7 +350,7 @@ class ClassStore:
         with self._transaction() as cur:
             self._teacher(cur, code, key)
             self._open_class(cur, code)
-            cur.run("UPDATE rounds SET ended_at = ? WHERE code = ? AND ended_at IS NULL", (now, code))
+            self._end_open_round(cur, code, now)
             cur.run("INSERT INTO rounds (code, digit, started_at) VALUES (?, ?, ?)", (code, digit, now))
             cur.run("UPDATE classes SET last_activity = ? WHERE code = ?", (now, code))
             row = cur.all("SELECT id FROM rounds WHERE code = ? AND ended_at IS NULL", (code,))[0]
@@ -355,7 +361,11 @@ class ClassStore:
         code = normalise_code(code)
         with self._transaction() as cur:
             self._teacher(cur, code, key)
-            cur.run("UPDATE rounds SET ended_at = ? WHERE code = ? AND ended_at IS NULL", (now, code))
+            self._end_open_round(cur, code, now)
+
+    @staticmethod
+    def _end_open_round(cur, code: str, now: float) -> None:
+        cur.run("UPDATE rounds SET ended_at = ? WHERE code = ? AND ended_at IS NULL", (now, code))
 
     def show(self, code: str, key: str, seq: int | None) -> None:
         """Put one drawing large on the board for the whole class (None: take it down)."""
@@ -370,7 +380,7 @@ class ClassStore:
         code = normalise_code(code)
         with self._transaction() as cur:
             self._teacher(cur, code, key)
-            cur.run("UPDATE rounds SET ended_at = ? WHERE code = ? AND ended_at IS NULL", (now, code))
+            self._end_open_round(cur, code, now)
             cur.run("UPDATE classes SET closed_at = COALESCE(closed_at, ?) WHERE code = ?", (now, code))
 
     def delete_class(self, code: str, key: str) -> None:
@@ -382,8 +392,7 @@ class ClassStore:
     def board(self, code: str, key: str, since: int = 0) -> BoardUpdate:
         """The class as the teacher's board needs it, with only the drawings sent after number `since`."""
         code = normalise_code(code)
-        with self._connection() as connection:
-            cur = _Cursor(connection, self.db.placeholder)
+        with self._reading() as cur:
             self._teacher(cur, code, key)
             state = self._state(cur, code)
             students = [tuple(r) for r in cur.all(
@@ -393,8 +402,7 @@ class ClassStore:
 
     def drawings(self, code: str, key: str) -> list[Drawing]:
         code = normalise_code(code)
-        with self._connection() as connection:
-            cur = _Cursor(connection, self.db.placeholder)
+        with self._reading() as cur:
             self._teacher(cur, code, key)
             return self._drawings(cur, code, 0)
 
@@ -423,8 +431,8 @@ class ClassStore:
 
     def state(self, code: str) -> ClassState:
         """The class's open round and whether it is open: all a student's page polls for."""
-        with self._connection() as connection:
-            return self._state(_Cursor(connection, self.db.placeholder), normalise_code(code))
+        with self._reading() as cur:
+            return self._state(cur, normalise_code(code))
 
     def send(self, token: str, image: np.ndarray, cnn_probs, caps_lengths, send_id: str | None = None,
              now: float | None = None) -> tuple[int, bool]:
