@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import sys
 from pathlib import Path
@@ -196,10 +197,27 @@ def show_cleaning(steps: Cleaning) -> None:
              caption=["your picture", "the ink found", "what the models see"], width=96)
 
 
+INLINE_PICTURE_BYTES = 48_000
+
+
 def image(pictures, **kwargs) -> None:
-    """`st.image` for the PNGs made here, kept as PNG: Streamlit re-encodes an "auto" picture without alpha as a
-    JPEG, which blurs pixel-sharp digits and costs the server a decode and an encode per picture."""
-    st.image(pictures, output_format="PNG", **kwargs)
+    """`st.image` for the PNGs and GIFs made here, sent inside the page's own message as data: URLs when small.
+    Streamlit would otherwise store each picture as a media file (hashing it, and on every rerun the browser
+    fetches it back over one more HTTP request, six of them per Draw stroke: issue 42) and re-encode an "auto"
+    picture without alpha as a JPEG, which blurs pixel-sharp digits. Large pictures keep the media route, where
+    the browser can cache them."""
+    listed = pictures if isinstance(pictures, list) else [pictures]
+    if all(len(p) <= INLINE_PICTURE_BYTES for p in listed):
+        inline = [inline_picture(p) for p in listed]
+        st.image(inline if isinstance(pictures, list) else inline[0], **kwargs)
+    else:
+        st.image(pictures, output_format="PNG", **kwargs)
+
+
+def inline_picture(picture: bytes) -> str:
+    """PNG or GIF bytes → a data: URL the browser shows without asking the server again."""
+    kind = "gif" if picture[:4] == b"GIF8" else "png"
+    return f"data:image/{kind};base64,{base64.b64encode(picture).decode('ascii')}"
 
 
 def png(image: Image.Image) -> bytes:
