@@ -302,7 +302,8 @@ def run(what: str, args) -> int:
         from . import loadtest
 
         if args.compare_browser:
-            print(json.dumps(loadtest.compare_browser(app_dir=args.compare or loadtest.ROOT), indent=2))
+            figures = loadtest.compare_browser(app_dir=args.compare or loadtest.ROOT, pin=not args.shared_cores)
+            print(json.dumps(figures, indent=2))
         elif args.lesson:
             from . import classload
 

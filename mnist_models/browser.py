@@ -71,9 +71,26 @@ def page_state(page) -> dict:
 def draw(page, strokes) -> None:
     """Draw `strokes` on the canvas, each to the end of the rerun its mouse-up causes: waiting once for a drawing
     of several strokes may return on the first stroke's rerun, before the last stroke reached the script."""
-    page.locator(CANVAS).hover()  # moves the toolbar's hover box off the drawing area
+    hover_canvas(page)
     for stroke in strokes:
         act(page, lambda stroke=stroke: stroke_on_canvas(page, stroke))
+
+
+def hover_canvas(page) -> None:
+    """Hover the canvas and wait until its toolbar has moved up off the drawing area. Until hovered, the invisible
+    toolbar covers the canvas's top 2 rem on the right (CSS top: -1rem), and on hover it moves up only after a
+    0.2 s transition: a stroke started there before that draws nothing (compare-browser lost 7 strokes so)."""
+    page.locator(CANVAS).hover()
+    canvas_top = page.locator(CANVAS).bounding_box()["y"]
+    toolbar = page.locator(".dc-toolbar")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (box := toolbar.bounding_box()) and box["y"] + box["height"] > canvas_top + TOOLBAR_OVERLAP_PX:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the canvas toolbar stayed over the drawing area: {box}, canvas top {canvas_top}")
+        page.wait_for_timeout(20)
+
+
+TOOLBAR_OVERLAP_PX = 8  # the raised toolbar's padding still reaches this far over the canvas's top edge
 
 
 def stroke_on_canvas(page, stroke) -> None:

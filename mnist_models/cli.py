@@ -310,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--compare-browser", action="store_true",
                    help="serve: one real Chromium (Playwright, requirements-dev.txt) and one light visitor draw the "
                         "same ten digits and five pairs on one app; the server CPU per stroke of each side by side")
+    b.add_argument("--shared-cores", action="store_true",
+                   help="serve --compare-browser: let the app share its cores with Chromium (by default the app has "
+                        "a core of its own, as a server whose visitors' browsers run on their own machines)")
     b.add_argument("--class", dest="lesson", action="store_true",
                    help="serve: a lesson: --sessions students join a class, draw and send for --duration seconds, "
                         "the teacher's board refreshing on its own timer; send-to-board latency, CPU per send and per "

@@ -658,7 +658,7 @@ def chromium_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
             meter.idle_from(idle)
             for digit in STROKES:
                 visit(page, "draw")
-                page.locator(chromium.CANVAS).hover()  # the toolbar's hover box off the drawing area
+                chromium.hover_canvas(page)
                 for points in handwritten(STROKES[digit], rng):
                     if not measured(page, "stroke", lambda points=points: chromium.stroke_on_canvas(page, points)):
                         meter.lost.append(f"digit {digit}")
@@ -669,7 +669,7 @@ def chromium_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
                     if pen:  # a fresh visit starts with the first pen: clicking it again sends nothing
                         measured(page, "pen switch", lambda: page.get_by_text("second digit", exact=True).click())
                         settled(page)  # the canvas mounts again in the new pen's colour
-                    page.locator(chromium.CANVAS).hover()
+                    chromium.hover_canvas(page)
                     if not all(measured(page, "pair stroke", lambda p=points: chromium.stroke_on_canvas(page, p))
                                for points in pen_strokes):
                         meter.lost.append(f"pair {pair}, pen {pen + 1}")
@@ -708,16 +708,28 @@ async def light_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
     return meter
 
 
-def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT) -> dict:
+def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT, pin: bool = True) -> dict:
     """`bench serve --compare-browser`: one Chromium and one light visitor, in alternating rounds on one fresh app,
     through the same ten digits and five pairs (each round's drawings new to the app: the two visitors' jitters
     differ), the server CPU per action of each side by side, in ms: means over all strokes, with their standard
     errors. Not medians: /proc counts CPU time in 10 ms ticks, so one stroke reads 10, 20 or 30 ms and a median
-    snaps to a tick (an earlier version reported 36.4 against 18.2 ms that way); the mean of many is unbiased."""
+    snaps to a tick (an earlier version reported 36.4 against 18.2 ms that way); the mean of many is unbiased.
+    With `pin`, the app runs on a core of its own and both visitors on the other, as a server with its visitors'
+    browsers on their own machines: sharing the cores with a rendering Chromium made the same script run cost the
+    server a third more CPU time (caches, docs/training-notes.md "Real stroke cost")."""
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
     port = free_port()
-    process = start_app(port, logs / "bench-serve-browser-app.log", Path(app_dir))
+    cores = os.sched_getaffinity(0)
+    pinned = pin and len(cores) >= 2
+    if pinned:  # the app inherits the first core; this process, its Chromium and its light visitor get the rest
+        server_core = min(cores)
+        os.sched_setaffinity(0, {server_core})
+    try:
+        process = start_app(port, logs / "bench-serve-browser-app.log", Path(app_dir))
+    finally:
+        if pinned:
+            os.sched_setaffinity(0, cores - {server_core})
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(alone(url, Record(), process.pid, repeats=1, seed=-1))  # loads and warms up the models
@@ -739,8 +751,9 @@ def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT) -> dic
                 values = sides[side][action]
                 row[f"{side}_standard_error"] = round(1000 * float(np.std(values) / np.sqrt(max(len(values), 1))), 1)
         return {"server_cpu_ms_per_action_mean": figures, "settle_s": SETTLE_S, "rounds": rounds,
-                "strokes_never_sent": lost}
+                "server_on_its_own_core": pinned, "strokes_never_sent": lost}
     finally:
+        os.sched_setaffinity(0, cores)
         process.terminate()
         try:
             process.wait(timeout=30)
