@@ -278,9 +278,10 @@ def pixel_maps(primary: keras.Model, capsules: DigitCapsules, inputs):
     """(B, 2, iterations, H, W): for digit capsule j (two per image) and iteration t, gradient × input of
     Σ_i c_ij(t) ⟨û_j|i, v_j⟩, the agreement that reaches capsule j: the couplings c_ij of that iteration (as
     `trace_routing` returned them) and the final pose v_j are held fixed, and the votes û_j|i = W_ij u_i are
-    followed back through the front end to each input pixel. Since ⟨û_j|i, v_j⟩ = u_i · W_ijᵀ v_j, each map is
-    one backward pass from the primary capsules u with c_ij(t) W_ijᵀ v_j as their gradient: all of them in one
-    pass over the images repeated 2 × iterations times (docs/training-notes.md, "Pixel maps")."""
+    followed back through the front end to each input pixel. Since ⟨û_j|i, v_j⟩ = u_i · W_ijᵀ v_j, the 2 ×
+    iterations agreements of an image are linear in its primary capsules u: one pass forward, and one vectorised
+    pass back for all of them (`batch_jacobian`; a tiled batch that ran the front end forward once per map cost
+    the Draw page 1.4 ms more per drawing, docs/training-notes.md, "Pixel maps")."""
     images, digits, coupling, poses = inputs
     batch, iterations = tf.shape(images)[0], coupling.shape[1]
     n_in, d_in, dim = capsules.n_in, capsules.d_in, capsules.dim
@@ -290,13 +291,11 @@ def pixel_maps(primary: keras.Model, capsules: DigitCapsules, inputs):
     back = tf.einsum("nebkd,bkd->bkne", chosen_weights, chosen_poses)  # W_ijᵀ v_j, (B, 2, n_in, d_in)
     chosen_coupling = tf.transpose(tf.gather(coupling, digits, axis=3, batch_dims=1), (0, 3, 1, 2))  # (B, 2, it, n)
     cotangent = chosen_coupling[..., None] * back[:, :, None]  # (B, 2, it, n_in, d_in)
-    repeats = 2 * iterations
-    tiled = tf.repeat(images, repeats, axis=0)
-    with tf.GradientTape() as tape:
-        tape.watch(tiled)
-        u = primary(tiled, training=False)
-        agreement = tf.reduce_sum(u * tf.reshape(cotangent, (-1, n_in, d_in)))
-    maps = tape.gradient(agreement, tiled) * tiled
+    with tf.GradientTape() as tape:  # batch_jacobian needs each image's u to depend on that image alone: true at
+        tape.watch(images)  # inference (GroupNorm is per image, BatchNorm uses its moving statistics)
+        u = primary(images, training=False)  # (B, n_in, d_in)
+        agreements = tf.einsum("bne,bktne->bkt", u, cotangent)  # (B, 2, iterations)
+    maps = tape.batch_jacobian(agreements, images) * images[:, None, None]
     return tf.reshape(maps, (batch, 2, iterations, *images.shape[1:]))
 
 
