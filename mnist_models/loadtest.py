@@ -715,8 +715,8 @@ def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT, pin: b
     errors. Not medians: /proc counts CPU time in 10 ms ticks, so one stroke reads 10, 20 or 30 ms and a median
     snaps to a tick (an earlier version reported 36.4 against 18.2 ms that way); the mean of many is unbiased.
     With `pin`, the app runs on a core of its own and both visitors on the other, as a server with its visitors'
-    browsers on their own machines: sharing the cores with a rendering Chromium made the same script run cost the
-    server a third more CPU time (caches, docs/training-notes.md "Real stroke cost")."""
+    browsers on their own machines. Measured, this moved both sides by only about 1.5 ms a stroke: it is not what
+    separates Chromium from the light visitor (docs/training-notes.md, "Real stroke cost")."""
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
     port = free_port()
