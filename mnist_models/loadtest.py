@@ -592,131 +592,145 @@ def summary(seconds: list[float]) -> dict:
 
 # --- a real Chromium beside the light visitor --------------------------------------------------------------------
 SETTLE_S = 0.5  # after an action's rerun, what the browser still sends and the server still does has landed
+QUIET_S = 0.5  # before each action, the server's idle CPU is sampled for this long
 BROWSER_ACTIONS = ("stroke", "pen switch", "pair stroke")
 
 
 class StrokeMeter:
     """Server CPU of one action: from before it until `SETTLE_S` after its rerun finished, less what the server
-    spends idle with this visitor connected in that time (measured once, `idle_s` seconds of nothing)."""
-
-    idle_s = 3.0
+    spends idle with this visitor connected in as long (a Chromium stroke, mouse moves included, lasts three times
+    a light one's). The idle rate is sampled in a quiet window of `QUIET_S` before every action, so it is the rate
+    of the same minutes the actions ran in."""
 
     def __init__(self, pid: int):
-        self.pid, self.idle_rate = pid, 0.0
-        self.spent: dict[str, list[float]] = {action: [] for action in BROWSER_ACTIONS}
+        self.pid = pid
+        self.raw: dict[str, list[tuple[float, float]]] = {action: [] for action in BROWSER_ACTIONS}  # (cpu, wall) s
+        self.quiet_cpu = self.quiet_wall = 0.0
         self.lost: list[str] = []  # strokes the canvas never sent (no rerun): said in the figures, not hidden
-
-    def idle_from(self, started: tuple[float, float]) -> None:
-        self.idle_rate = (cpu_seconds(self.pid) - started[1]) / (time.monotonic() - started[0])
 
     def start(self) -> tuple[float, float]:
         return time.monotonic(), cpu_seconds(self.pid)
 
+    def elapsed(self, started: tuple[float, float]) -> tuple[float, float]:
+        return cpu_seconds(self.pid) - started[1], time.monotonic() - started[0]
+
+    def quiet(self, started: tuple[float, float]) -> None:
+        cpu, wall = self.elapsed(started)
+        self.quiet_cpu, self.quiet_wall = self.quiet_cpu + cpu, self.quiet_wall + wall
+
     def stop(self, action: str, started: tuple[float, float]) -> None:
-        wall, cpu = time.monotonic() - started[0], cpu_seconds(self.pid) - started[1]
-        self.spent[action].append(cpu - self.idle_rate * wall)
+        self.raw[action].append(self.elapsed(started))
+
+    @property
+    def idle_rate(self) -> float:
+        """Server CPU seconds per second with nothing asked of it."""
+        return self.quiet_cpu / max(self.quiet_wall, 1e-9)
+
+    @property
+    def spent(self) -> dict[str, list[float]]:
+        return {action: [cpu - self.idle_rate * wall for cpu, wall in values] for action, values in self.raw.items()}
 
 
-def chromium_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
-    """One real Chromium (Playwright) draws the ten digits on Draw & classify stroke by stroke with the mouse, each
-    digit on a fresh visit of the page, then the pairs on Two digits at once: the server CPU of each stroke."""
+class ChromiumSide:
+    """One real Chromium (Playwright): a digit drawn on Draw & classify stroke by stroke with the mouse on a fresh
+    visit of the page, a pair drawn on Two digits at once; the server CPU of each stroke and pen switch."""
+
+    def __init__(self, page, url: str, meter: StrokeMeter):
+        self.page, self.url, self.meter = page, url, meter
+
+    def measured(self, action: str, act) -> bool:
+        from . import browser as chromium
+
+        quiet = self.meter.start()
+        self.page.wait_for_timeout(QUIET_S * 1000)
+        self.meter.quiet(quiet)
+        started = self.meter.start()
+        try:
+            chromium.act(self.page, act, timeout_s=20)
+        except AssertionError:
+            return False
+        self.page.wait_for_timeout(SETTLE_S * 1000)
+        self.meter.stop(action, started)
+        return True
+
+    def visit(self, path: str) -> None:
+        from . import browser as chromium
+
+        self.page.goto(f"{self.url}/{path}")
+        self.page.locator(chromium.CANVAS).wait_for()
+        self.settled()
+
+    def settled(self) -> None:
+        """Until no rerun has finished for a second: the canvas's mount and first value have been dealt with."""
+        runs = -1
+        while runs != self.page.runs_finished:
+            runs = self.page.runs_finished
+            self.page.wait_for_timeout(1000)
+
+    def digit(self, digit: int, rng: random.Random) -> None:
+        from . import browser as chromium
+
+        self.visit("draw")
+        chromium.hover_canvas(self.page)
+        for points in handwritten(STROKES[digit], rng):
+            if not self.measured("stroke", lambda points=points: chromium.stroke_on_canvas(self.page, points)):
+                self.meter.lost.append(f"digit {digit}")
+                return
+
+    def pair(self, pair: tuple[int, int], rng: random.Random) -> None:
+        from . import browser as chromium
+
+        self.visit("multimnist")
+        for pen, pen_strokes in enumerate(pair_strokes(pair, rng)):
+            if pen:  # a fresh visit starts with the first pen: clicking it again sends nothing
+                self.measured("pen switch", lambda: self.page.get_by_text("second digit", exact=True).click())
+                self.settled()  # the canvas mounts again in the new pen's colour
+            chromium.hover_canvas(self.page)
+            if not all(self.measured("pair stroke", lambda p=points: chromium.stroke_on_canvas(self.page, p))
+                       for points in pen_strokes):
+                self.meter.lost.append(f"pair {pair}, pen {pen + 1}")
+                return
+
+
+class LightSide:
+    """The light visitor through the same digits and pairs, each on a fresh visit of its page, measured alike."""
+
+    def __init__(self, visitor: Visitor, meter: StrokeMeter):
+        self.visitor, self.meter = visitor, meter
+
+    async def measure(self, action: str, coroutine):
+        quiet = self.meter.start()
+        await asyncio.sleep(QUIET_S)
+        self.meter.quiet(quiet)
+        started = self.meter.start()
+        result = await coroutine
+        await asyncio.sleep(SETTLE_S)
+        self.meter.stop(action, started)
+        return result
+
+    async def digit(self, digit: int, rng: random.Random) -> None:
+        await self.visitor.open_page("draw", "Draw & classify")
+        await draw_digit(self.visitor, digit, self.measure, rng=rng)
+
+    async def pair(self, pair: tuple[int, int], rng: random.Random) -> None:
+        await self.visitor.open_page("multimnist", "Two digits at once")
+        await draw_pair(self.visitor, pair, self.measure, rng=rng)
+
+
+def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT, pin: bool = True) -> dict:
+    """`bench serve --compare-browser`: one Chromium and one light visitor on one fresh app, taking turns digit by
+    digit (which goes first alternates) through the same ten digits and five pairs, `rounds` times, each drawing
+    new to the app (the two visitors' jitters differ): the server CPU per action of each side by side, in ms, means
+    over all strokes with their standard errors. Turns, not rounds of each: on this machine the CPU time of the
+    same work drifts by a quarter from one minute to the next (a virtual machine's neighbours), and two minutes of
+    one side then two of the other read as a gap between them that was not there. Means, not medians: /proc counts
+    CPU time in 10 ms ticks, so one stroke reads 10, 20 or 30 ms and a median snaps to a tick; the mean of many is
+    unbiased. With `pin`, the app runs on a core of its own and both visitors on the other, as a server with its
+    visitors' browsers on their own machines (this moved both sides by only about 1.5 ms a stroke)."""
     from playwright.sync_api import sync_playwright
 
     from . import browser as chromium
 
-    meter = StrokeMeter(pid)
-
-    def measured(page, action: str, act) -> bool:
-        started = meter.start()
-        try:
-            chromium.act(page, act, timeout_s=20)
-        except AssertionError:
-            return False
-        page.wait_for_timeout(SETTLE_S * 1000)
-        meter.stop(action, started)
-        return True
-
-    def visit(page, path: str) -> None:
-        page.goto(f"{url}/{path}")
-        page.locator(chromium.CANVAS).wait_for()
-        settled(page)
-
-    def settled(page) -> None:
-        """Until no rerun has finished for a second: the canvas's mount and first value have been dealt with."""
-        runs = -1
-        while runs != page.runs_finished:
-            runs = page.runs_finished
-            page.wait_for_timeout(1000)
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium.CHROMIUM, args=list(chromium.CHROMIUM_ARGS))
-        try:
-            context, page = chromium.new_page(browser)
-            visit(page, "draw")
-            idle = meter.start()
-            page.wait_for_timeout(meter.idle_s * 1000)
-            meter.idle_from(idle)
-            for digit in STROKES:
-                visit(page, "draw")
-                chromium.hover_canvas(page)
-                for points in handwritten(STROKES[digit], rng):
-                    if not measured(page, "stroke", lambda points=points: chromium.stroke_on_canvas(page, points)):
-                        meter.lost.append(f"digit {digit}")
-                        break
-            for pair in PAIRS:
-                visit(page, "multimnist")
-                for pen, pen_strokes in enumerate(pair_strokes(pair, rng)):
-                    if pen:  # a fresh visit starts with the first pen: clicking it again sends nothing
-                        measured(page, "pen switch", lambda: page.get_by_text("second digit", exact=True).click())
-                        settled(page)  # the canvas mounts again in the new pen's colour
-                    chromium.hover_canvas(page)
-                    if not all(measured(page, "pair stroke", lambda p=points: chromium.stroke_on_canvas(page, p))
-                               for points in pen_strokes):
-                        meter.lost.append(f"pair {pair}, pen {pen + 1}")
-                        break
-            context.close()
-        finally:
-            browser.close()
-    return meter
-
-
-async def light_costs(url: str, pid: int, rng: random.Random) -> StrokeMeter:
-    """The light visitor through the same digits and pairs, each on a fresh visit of its page, measured alike."""
-    meter, visitor = StrokeMeter(pid), Visitor(url)
-    await visitor.open()
-
-    async def measure(action: str, coroutine):
-        started = meter.start()
-        result = await coroutine
-        await asyncio.sleep(SETTLE_S)
-        meter.stop(action, started)
-        return result
-
-    try:
-        await visitor.open_page("draw", "Draw & classify")
-        idle = meter.start()
-        await asyncio.sleep(meter.idle_s)
-        meter.idle_from(idle)
-        for digit in STROKES:
-            await visitor.open_page("draw", "Draw & classify")
-            await draw_digit(visitor, digit, measure, rng=rng)
-        for pair in PAIRS:
-            await visitor.open_page("multimnist", "Two digits at once")
-            await draw_pair(visitor, pair, measure, rng=rng)
-    finally:
-        await visitor.close()
-    return meter
-
-
-def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT, pin: bool = True) -> dict:
-    """`bench serve --compare-browser`: one Chromium and one light visitor, in alternating rounds on one fresh app,
-    through the same ten digits and five pairs (each round's drawings new to the app: the two visitors' jitters
-    differ), the server CPU per action of each side by side, in ms: means over all strokes, with their standard
-    errors. Not medians: /proc counts CPU time in 10 ms ticks, so one stroke reads 10, 20 or 30 ms and a median
-    snaps to a tick (an earlier version reported 36.4 against 18.2 ms that way); the mean of many is unbiased.
-    With `pin`, the app runs on a core of its own and both visitors on the other, as a server with its visitors'
-    browsers on their own machines. Measured, this moved both sides by only about 1.5 ms a stroke: it is not what
-    separates Chromium from the light visitor (docs/training-notes.md, "Real stroke cost")."""
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
     port = free_port()
@@ -731,31 +745,63 @@ def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT, pin: b
         if pinned:
             os.sched_setaffinity(0, cores - {server_core})
     url = f"http://127.0.0.1:{port}"
+    loop = asyncio.new_event_loop()  # the light visitor's, in a thread of its own: Playwright's sync API keeps one here
+    worker = concurrent.futures.ThreadPoolExecutor(1)
+    worker.submit(loop.run_forever)
+
+    def light(coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    meters = {"chromium": StrokeMeter(process.pid), "light": StrokeMeter(process.pid)}
     try:
-        asyncio.run(alone(url, Record(), process.pid, repeats=1, seed=-1))  # loads and warms up the models
-        sides = {"chromium": {a: [] for a in BROWSER_ACTIONS}, "light": {a: [] for a in BROWSER_ACTIONS}}
-        lost = []
-        for k in range(rounds):
-            for side, meter in (("chromium", chromium_costs(url, process.pid, random.Random(seed + 2 * k))),
-                                ("light", asyncio.run(light_costs(url, process.pid,
-                                                                  random.Random(seed + 2 * k + 1))))):
-                for action, values in meter.spent.items():
-                    sides[side][action] += values
-                lost += [f"{side}: {what}" for what in meter.lost]
-        figures = {action: {side: round(1000 * float(np.mean(sides[side][action])), 1) for side in sides}
-                   for action in BROWSER_ACTIONS}
-        for action, row in figures.items():
-            row["light_to_chromium"] = round(row["light"] / max(row["chromium"], 1e-9), 2)
-            row["count"] = len(sides["chromium"][action])
-            for side in sides:
-                values = sides[side][action]
-                row[f"{side}_standard_error"] = round(1000 * float(np.std(values) / np.sqrt(max(len(values), 1))), 1)
-        return {"server_cpu_ms_per_action_mean": figures, "settle_s": SETTLE_S, "rounds": rounds,
-                "server_on_its_own_core": pinned, "strokes_never_sent": lost}
+        light(alone(url, Record(), process.pid, repeats=1, seed=-1))  # loads and warms up the models
+        visitor = Visitor(url)
+        light(visitor.open())
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium.CHROMIUM,
+                                                 args=list(chromium.CHROMIUM_ARGS))
+            try:
+                context, page = chromium.new_page(browser)
+                real, quick = ChromiumSide(page, url, meters["chromium"]), LightSide(visitor, meters["light"])
+                rngs = {side: random.Random(seed * 2 + k) for k, side in enumerate(meters)}
+                turn = 0
+                for _ in range(rounds):
+                    for task, items in (("digit", STROKES), ("pair", PAIRS)):
+                        for item in items:
+                            for chromium_turn in (turn % 2 == 0, turn % 2 == 1):
+                                if chromium_turn:
+                                    getattr(real, task)(item, rngs["chromium"])
+                                else:
+                                    light(getattr(quick, task)(item, rngs["light"]))
+                            turn += 1
+                context.close()
+            finally:
+                browser.close()
+        light(visitor.close())
+        return browser_figures(meters, rounds, pinned)
     finally:
+        loop.call_soon_threadsafe(loop.stop)
+        worker.shutdown()
         os.sched_setaffinity(0, cores)
         process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def browser_figures(meters: dict[str, StrokeMeter], rounds: int, pinned: bool) -> dict:
+    """The two sides' server CPU per action in ms (means, standard errors, their ratio) and idle rates."""
+    figures = {}
+    for action in BROWSER_ACTIONS:
+        spent = {side: meter.spent[action] for side, meter in meters.items()}
+        row = {side: round(1000 * float(np.mean(values)), 1) for side, values in spent.items()}
+        row["light_to_chromium"] = round(row["light"] / max(row["chromium"], 1e-9), 2)
+        row["count"] = len(spent["chromium"])
+        for side, values in spent.items():
+            row[f"{side}_standard_error"] = round(1000 * float(np.std(values) / np.sqrt(max(len(values), 1))), 1)
+        figures[action] = row
+    return {"server_cpu_ms_per_action_mean": figures, "settle_s": SETTLE_S, "quiet_s": QUIET_S,
+            "server_idle_ms_per_s": {side: round(1000 * meter.idle_rate, 2) for side, meter in meters.items()},
+            "rounds": rounds, "server_on_its_own_core": pinned,
+            "strokes_never_sent": [f"{side}: {what}" for side, meter in meters.items() for what in meter.lost]}
