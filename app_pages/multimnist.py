@@ -46,31 +46,32 @@ def routing_panel(a: int, b: int, pair: dict) -> None:
                "then sends each vote where it agrees with the others." + measured)
 
 
-controls, view = st.columns([2, 3], gap="large")
-with controls:
+def chosen_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """The pair to read: your two-pen drawing or a random test pair, as (merged image, the two digits apart, the
+    true labels or None); None (with a hint) while there is nothing to read yet."""
     source = st.radio("Pair", ["Draw", "Random test pair"], horizontal=True, key=ui.kept("mm_source", "Draw"),
                       label_visibility="collapsed")
-    truth = None
     if source == "Draw":
         pen = st.radio("Pen", list(PENS), horizontal=True, key=ui.kept("mm_pen", "first digit"))
         rgba = ui.canvas("mm", PENS[pen], "Red pen for the first digit, green for the second, over it. Undo and "
                                           "reset (bin) are in the toolbar above the canvas.")
         if rgba is None:
             st.info("✏️ Draw a digit in red, then another one in green on top of it.")
-            st.stop()
+            return None
         try:
             mine = multimnist.to_multimnist(multimnist.pen_inks(rgba))
         except BlankDrawingError as err:
             st.info(f"✏️ {str(err)[0].upper()}{str(err)[1:]}.")
-            st.stop()
-        image = mine.max(0)
-    else:
-        if st.button("🎲 Another pair") or "mm_pair" not in st.session_state:
-            st.session_state["mm_pair"] = int(np.random.default_rng().integers(multimnist.TEST_PAIRS))
-        index = st.session_state["mm_pair"]
-        pairs = multimnist.test_pairs(x_test, y_test)
-        image, mine, truth = pairs.images[index], pairs.digits[index], pairs.labels[index]
-        st.caption(f"Test pair #{index} of the fixed 10,000: a {truth[0]} (red) and a {truth[1]} (green).")
+            return None
+        return mine.max(0), mine, None
+    if st.button("🎲 Another pair") or "mm_pair" not in st.session_state:
+        st.session_state["mm_pair"] = int(np.random.default_rng().integers(multimnist.TEST_PAIRS))
+    index = st.session_state["mm_pair"]
+    pairs = multimnist.test_pairs(x_test, y_test)
+    truth = pairs.labels[index]
+    st.caption(f"Test pair #{index} of the fixed 10,000: a {truth[0]} (red) and a {truth[1]} (green).")
+    return pairs.images[index], pairs.digits[index], truth
+
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def read(image: np.ndarray, pens: np.ndarray, weights: tuple[str, str]) -> dict:
@@ -86,26 +87,38 @@ def read(image: np.ndarray, pens: np.ndarray, weights: tuple[str, str]) -> dict:
             "iterations": trace.iterations, "redrawn_as": capsnet.reconstruct(np.repeat(trace.poses, 10, 0), range(10))}
 
 
-pair = read(image, mine, (store.active_version("capsnet_multi")[1], store.active_version("cnn_multi")[1]))
-a, b = pair["digits"]
-cnn_a, cnn_b = pair["cnn"]
-redrawn = pair["redrawn"]
-with view:
-    st.markdown(f"### CapsNet reads **{a}** and **{b}** · CNN reads **{cnn_a}** and **{cnn_b}**")
-    if truth is not None:
-        st.caption("Both right" if {a, b} == set(truth.tolist()) else f"The true digits are {truth[0]} and "
-                   f"{truth[1]}.")
-    ui.image([ui.digit_png(image, 180), coloured(*redrawn, base=image), coloured(*mine)],
-             caption=["what the models see (36×36)", f"CapsNet's redrawings: {a} red, {b} green",
-                      "your strokes, red and green" if truth is None else "the two digits alone"], width=180)
-    lengths = pair["lengths"]
-    st.caption("Capsule lengths (the network's evidence for each digit): " + ", ".join(
-        f"{d}: {lengths[d]:.2f}" for d in np.argsort(-lengths)[:4]) + ". CNN sigmoid outputs for its two: "
-        f"{pair['cnn_scores'][cnn_a]:.2f}, {pair['cnn_scores'][cnn_b]:.2f}.")
-    asked = st.selectbox("Redraw as", list(range(10)), key=ui.kept("mm_redraw", a),
-                         help="Ask the decoder for any digit: from a capsule whose digit is not there, it draws "
-                              "little or a faint guess.")
-    ui.image(ui.digit_png(pair["redrawn_as"][asked], 180), caption=f"redrawn from capsule {asked} "
-             f"(length {lengths[asked]:.2f})", width=180)
-    with st.container(key="routing_panel"):  # the key names it for the README's screenshot of it
-        routing_panel(a, b, pair)
+@st.fragment
+def pair_and_reading() -> None:
+    """The pair and both models' reading of it: a stroke, a pen or a "redraw as" reruns only this part."""
+    controls, view = st.columns([2, 3], gap="large")
+    with controls:
+        chosen = chosen_pair()
+    if chosen is None:
+        return
+    image, mine, truth = chosen
+    pair = read(image, mine, (store.active_version("capsnet_multi")[1], store.active_version("cnn_multi")[1]))
+    a, b = pair["digits"]
+    cnn_a, cnn_b = pair["cnn"]
+    redrawn = pair["redrawn"]
+    with view:
+        st.markdown(f"### CapsNet reads **{a}** and **{b}** · CNN reads **{cnn_a}** and **{cnn_b}**")
+        if truth is not None:
+            st.caption("Both right" if {a, b} == set(truth.tolist()) else f"The true digits are {truth[0]} and "
+                       f"{truth[1]}.")
+        ui.image([ui.digit_png(image, 180), coloured(*redrawn, base=image), coloured(*mine)],
+                 caption=["what the models see (36×36)", f"CapsNet's redrawings: {a} red, {b} green",
+                          "your strokes, red and green" if truth is None else "the two digits alone"], width=180)
+        lengths = pair["lengths"]
+        st.caption("Capsule lengths (the network's evidence for each digit): " + ", ".join(
+            f"{d}: {lengths[d]:.2f}" for d in np.argsort(-lengths)[:4]) + ". CNN sigmoid outputs for its two: "
+            f"{pair['cnn_scores'][cnn_a]:.2f}, {pair['cnn_scores'][cnn_b]:.2f}.")
+        asked = st.selectbox("Redraw as", list(range(10)), key=ui.kept("mm_redraw", a),
+                             help="Ask the decoder for any digit: from a capsule whose digit is not there, it draws "
+                                  "little or a faint guess.")
+        ui.image(ui.digit_png(pair["redrawn_as"][asked], 180), caption=f"redrawn from capsule {asked} "
+                 f"(length {lengths[asked]:.2f})", width=180)
+        with st.container(key="routing_panel"):  # the key names it for the README's screenshot of it
+            routing_panel(a, b, pair)
+
+
+pair_and_reading()
