@@ -710,11 +710,13 @@ class LightSide:
 
     async def digit(self, digit: int, rng: random.Random) -> None:
         await self.visitor.open_page("draw", "Draw & classify")
-        await draw_digit(self.visitor, digit, self.measure, rng=rng)
+        if (await draw_digit(self.visitor, digit, self.measure, rng=rng))[1] is None:
+            self.meter.lost.append(f"digit {digit}: no verdict")
 
     async def pair(self, pair: tuple[int, int], rng: random.Random) -> None:
         await self.visitor.open_page("multimnist", "Two digits at once")
-        await draw_pair(self.visitor, pair, self.measure, rng=rng)
+        if (await draw_pair(self.visitor, pair, self.measure, rng=rng))[1] is None:
+            self.meter.lost.append(f"pair {pair}: no answer")
 
 
 def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT, pin: bool = True) -> dict:
