@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from . import classroom
-from .loadtest import ROOT, Record, Visitor, cpu_seconds, draw_digit, free_port, start_app, summary
+from .loadtest import ROOT, WARM_UP_SEED, Record, Visitor, cpu_seconds, draw_digit, free_port, start_app, summary
 
 BOARD_COUNT = re.compile(r"^Latest drawing of each student \((\d+) joined, (\d+) drawings\)$")
 SENT = re.compile(r"^Sent to class \w+ \(drawing (\d+)\)\.$")
@@ -194,7 +194,7 @@ def run(students: int, duration: float, think: float, seed: int = 0) -> dict:
     process = start_app(port, logs / "bench-serve-class-app.log", env={"STUDIO_CLASS_DB": db})
     url = f"http://127.0.0.1:{port}"
     try:
-        asyncio.run(costs_alone(url, process.pid, rounds=1, seed=-1))  # loads and warms up the models
+        asyncio.run(costs_alone(url, process.pid, rounds=1, seed=WARM_UP_SEED))  # loads and warms up the models
         alone = asyncio.run(costs_alone(url, process.pid, rounds=5, seed=seed + 1000))
         record = Record()
         before, started = cpu_seconds(process.pid), time.perf_counter()

@@ -34,6 +34,18 @@ def test_no_two_handwritten_drawings_are_the_same_picture_and_each_reads_as_its_
     assert len(set(pictures)) == len(pictures)
 
 
+def test_the_warm_up_draws_none_of_the_drawings_a_measured_run_draws():
+    """The warm-up fills the app's cache of drawings: a measured run that drew the same would read its strokes from
+    it (the warm-up's seed was -1, and Python seeds a Random with abs(seed): it drew what seed 1 drew)."""
+    def first_strokes(seed):
+        rng = random.Random(seed)
+        return [tuple(map(tuple, loadtest.handwritten(strokes, rng)[0])) for strokes in loadtest.STROKES.values()]
+
+    warm_up = set(first_strokes(loadtest.WARM_UP_SEED))
+    for seed in range(-50, 1050):  # compare-browser's sides, bench serve's visitors and rounds, the class bench
+        assert warm_up.isdisjoint(first_strokes(seed)), seed
+
+
 def test_the_two_pens_inks_come_apart_where_they_cross():
     red, green = loadtest.pair_strokes((3, 7))
     state = loadtest.canvas_state(red + green, [loadtest.PENS[0]] * len(red) + [loadtest.PENS[1]] * len(green))
