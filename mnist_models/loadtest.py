@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from . import browser as chromium
 from .browser import MOUSE_STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -643,8 +644,6 @@ class ChromiumSide:
         self.page, self.url, self.meter = page, url, meter
 
     def measured(self, action: str, act) -> bool:
-        from . import browser as chromium
-
         quiet = self.meter.start()
         self.page.wait_for_timeout(QUIET_S * 1000)
         self.meter.quiet(quiet)
@@ -658,8 +657,6 @@ class ChromiumSide:
         return True
 
     def visit(self, path: str) -> None:
-        from . import browser as chromium
-
         self.page.goto(f"{self.url}/{path}")
         self.page.locator(chromium.CANVAS).wait_for()
         self.settled()
@@ -672,8 +669,6 @@ class ChromiumSide:
             self.page.wait_for_timeout(1000)
 
     def digit(self, digit: int, rng: random.Random) -> None:
-        from . import browser as chromium
-
         self.visit("draw")
         chromium.hover_canvas(self.page)
         for points in handwritten(STROKES[digit], rng):
@@ -682,8 +677,6 @@ class ChromiumSide:
                 return
 
     def pair(self, pair: tuple[int, int], rng: random.Random) -> None:
-        from . import browser as chromium
-
         self.visit("multimnist")
         for pen, pen_strokes in enumerate(pair_strokes(pair, rng)):
             if pen:  # a fresh visit starts with the first pen: clicking it again sends nothing
@@ -734,8 +727,6 @@ def compare_browser(rounds: int = 2, seed: int = 0, app_dir: Path = ROOT, pin: b
     unbiased. With `pin`, the app runs on a core of its own and both visitors on the other, as a server with its
     visitors' browsers on their own machines (this moved both sides by only about 1.5 ms a stroke)."""
     from playwright.sync_api import sync_playwright
-
-    from . import browser as chromium
 
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
