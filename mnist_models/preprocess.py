@@ -235,7 +235,7 @@ def _unit(values: np.ndarray, top: float) -> np.ndarray:
     """Any numeric array → float32 in [0, 1] (NaN → 0); floats above 1 are read as 0–255."""
     if values.dtype in (np.uint8, np.uint16) and top == np.iinfo(values.dtype).max:
         # a canvas's or a decoded picture's pixels: nothing to clean or clip, and the checks for NaN and range
-        # were 2 ms of a Draw stroke's server time
+        # were 1.8 ms of a Draw stroke's server time (py-spy, 51 strokes)
         return values.astype(np.float32) * np.float32(1.0 / top)
     out = np.nan_to_num(values.astype(np.float32, copy=False), nan=0.0, posinf=top, neginf=0.0)
     if top == 1.0 and out.max(initial=0.0) > 1.0:
